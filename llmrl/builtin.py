@@ -1,0 +1,182 @@
+"""Built-in models, made offline from installed packages: ``--model builtin:tiny`` or ``builtin:small``.
+
+Each is a randomly initialised Llama-architecture causal LM with a byte-level BPE tokenizer trained in code
+on the bundled sample data, and a ChatML chat template whose assistant turns carry ``{% generation %}``
+markers (so SFT can mask everything but the assistant's tokens). A preset is built once, deterministically,
+into the cache (``$LLMRL_CACHE``, default ``~/.cache/llmrl``) and reused from there.
+"""
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from llmrl.errors import LlmrlError
+
+# Bump when a preset's recipe changes, so that stale cached copies are rebuilt rather than reused.
+RECIPE_VERSION = 1
+PREFIX = "builtin:"
+PRESETS = {
+    # about 35k parameters: fast enough for unit tests
+    "tiny": dict(
+        vocab_size=512,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+    ),
+    # about 18M parameters: for benchmarks and the demo pipeline
+    "small": dict(
+        vocab_size=1024,
+        hidden_size=384,
+        intermediate_size=1536,
+        num_hidden_layers=8,
+        num_attention_heads=6,
+        num_key_value_heads=2,
+    ),
+}
+SPECIAL_TOKENS = {"bos_token": "<|bos|>", "eos_token": "<|im_end|>", "pad_token": "<|pad|>"}
+CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if message['role'] == 'assistant' %}"
+    "{{ '<|im_start|>assistant\n' }}"
+    "{% generation %}{{ message['content'] + '<|im_end|>' }}{% endgeneration %}{{ '\n' }}"
+    "{% else %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}"
+    "{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+SAMPLES_DIR = Path(__file__).parent / "data" / "samples"
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("LLMRL_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "llmrl"
+    return Path(root)
+
+
+def resolve_model(name: str | None) -> str:
+    """A path or hub name that ``from_pretrained`` accepts, building a built-in preset on first use."""
+    if not name:
+        raise LlmrlError("no model given: pass --model NAME_OR_PATH (for example --model builtin:tiny)")
+    if name.startswith(PREFIX):
+        return str(ensure_builtin(name.removeprefix(PREFIX)))
+    if name.startswith((".", "/", "~")) and not Path(name).expanduser().exists():
+        raise LlmrlError(f"model folder not found: {name}")
+    return name
+
+
+def ensure_builtin(preset: str) -> Path:
+    """Path of the cached built-in preset, built on first use."""
+    if preset not in PRESETS:
+        raise LlmrlError(
+            f"unknown built-in model '{PREFIX}{preset}'; presets: {', '.join(PREFIX + p for p in PRESETS)}"
+        )
+    target = cache_dir() / "models" / f"{preset}-v{RECIPE_VERSION}"
+    if (target / "config.json").is_file():
+        return target
+    return write_builtin(preset, target)
+
+
+def write_builtin(preset: str, target: Path) -> Path:
+    """Build a preset in a staging folder beside ``target``, then rename it into place (never half-written).
+
+    When another process finishes the same build first, its copy is kept and this one is dropped.
+    """
+    if preset not in PRESETS:
+        raise LlmrlError(
+            f"unknown built-in model '{PREFIX}{preset}'; presets: {', '.join(PREFIX + p for p in PRESETS)}"
+        )
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{preset}-", dir=target.parent))
+    try:
+        build_model(preset, staging)
+        if target.is_dir() and not any(target.iterdir()):
+            target.rmdir()
+        try:
+            staging.rename(target)
+        except OSError:
+            if not (target / "config.json").is_file():
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def build_model(preset: str, output_dir: str | Path) -> Path:
+    """Build preset's tokenizer and randomly initialised model into output_dir (deterministic)."""
+    import torch
+    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
+    from transformers.utils import logging as hf_logging
+
+    sizes = dict(PRESETS[preset])
+    tokenizer = build_tokenizer(vocab_size=sizes.pop("vocab_size"))
+    ids = {name: tokenizer.convert_tokens_to_ids(token) for name, token in SPECIAL_TOKENS.items()}
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        max_position_embeddings=2048,
+        tie_word_embeddings=True,
+        bos_token_id=ids["bos_token"],
+        eos_token_id=ids["eos_token"],
+        pad_token_id=ids["pad_token"],
+        **sizes,
+    )
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config)
+    model.generation_config = GenerationConfig(
+        bos_token_id=ids["bos_token"], eos_token_id=ids["eos_token"], pad_token_id=ids["pad_token"]
+    )
+    output_dir = Path(output_dir)
+    bars_were_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # a bar for a one-file write is noise
+    try:
+        model.save_pretrained(output_dir)
+        tokenizer.save_pretrained(output_dir)
+    finally:
+        if bars_were_on:
+            hf_logging.enable_progress_bar()
+    return output_dir
+
+
+def build_tokenizer(vocab_size: int):
+    """Byte-level BPE trained on the bundled sample texts, with llmrl's ChatML chat template."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    specials = [*SPECIAL_TOKENS.values(), "<|im_start|>"]
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=specials,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    backend.train_from_iterator(_sample_texts(), trainer)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend, **SPECIAL_TOKENS, additional_special_tokens=["<|im_start|>"]
+    )
+    tokenizer.chat_template = CHAT_TEMPLATE
+    return tokenizer
+
+
+def _sample_texts():
+    """Every string in the bundled sample data, in a fixed order."""
+    for path in sorted(SAMPLES_DIR.glob("*/*.jsonl")):
+        for line in path.read_text().splitlines():
+            yield from _strings(json.loads(line))
+
+
+def _strings(value):
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)

@@ -1,0 +1,260 @@
+"""TrainingConfig: the one configuration that every llmrl method reads.
+
+Values come from three layers, each overriding the one before: the dataclass defaults, a YAML file
+(``--config``), and explicit command-line flags (``--model``, ``--set lora.r=16``, ...). Every value is
+checked when the config is built, and an unknown key is an error that names it and its close matches.
+
+This module is imported by ``llmrl --help``: it must not import torch, transformers, datasets or trl.
+"""
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from llmrl.errors import LlmrlError
+
+METHODS = ("sft", "reward", "dpo", "rloo", "grpo", "ppo")
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+REPORT_TO = ("none", "tensorboard", "wandb")
+
+
+@dataclass
+class DataConfig:
+    """How the dataset named by ``dataset`` is read."""
+
+    subset: str | None = None  # hub dataset configuration (subset) name
+    data_dir: str | None = None  # folder inside a hub dataset repository
+    max_samples: int | None = None  # keep only the first N rows of each split (quick experiments)
+
+    def __post_init__(self):
+        _check(self.max_samples is None or self.max_samples > 0, "data.max_samples", self.max_samples, "> 0")
+
+
+@dataclass
+class LoraConfig:
+    """Low-rank adapters (peft) instead of full fine-tuning."""
+
+    enabled: bool = False  # train LoRA adapters instead of every weight
+    r: int = 16  # adapter rank
+    alpha: int = 32  # scaling numerator: updates are scaled by alpha / r
+    dropout: float = 0.05  # dropout on the adapter input
+    target_modules: list[str] = field(default_factory=lambda: ["all-linear"])  # module names, or all-linear
+
+    def __post_init__(self):
+        _check(self.r > 0, "lora.r", self.r, "> 0")
+        _check(self.alpha > 0, "lora.alpha", self.alpha, "> 0")
+        _check(0 <= self.dropout < 1, "lora.dropout", self.dropout, "in [0, 1)")
+        _check(len(self.target_modules) > 0, "lora.target_modules", self.target_modules, "a non-empty list")
+
+
+@dataclass
+class SFTOptions:
+    """Options of supervised fine-tuning (``--method sft``)."""
+
+    assistant_only_loss: bool | None = None  # None: on for chat data (loss on assistant turns only)
+    packing: bool = False  # pack several examples into each max_length row
+    chat_template_path: str | None = None  # a tokenizer folder or Jinja file whose chat template to use
+
+
+@dataclass
+class TrainingConfig:
+    """Everything one training run needs. Sections (``lora``, ``data``, ``sft``) are set with dotted keys."""
+
+    method: str = "sft"  # one of METHODS
+    model: str | None = None  # hub name, local folder, or builtin:tiny / builtin:small
+    dataset: str | None = None  # hub name, local file or folder, or builtin:sft / builtin:preference / builtin:prompts
+    split: str = "train"  # the split to train on
+    eval_split: str | None = None  # a split to evaluate on every eval_steps (None: no evaluation)
+    output_dir: str | None = None  # None: runs/<method>-<date>-<time>
+    overwrite: bool = False  # allow replacing an output_dir that already holds a final/ model
+    resume: bool = False  # continue from the newest checkpoint in output_dir
+    seed: int = 42
+    per_device_train_batch_size: int = 8
+    per_device_eval_batch_size: int = 8
+    gradient_accumulation_steps: int = 1
+    learning_rate: float | None = None  # None: the method's usual default (TRL's)
+    lr_scheduler_type: str = "linear"
+    warmup_ratio: float = 0.0  # fraction of the steps spent warming the learning rate up
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0  # gradient clipping; 0 turns it off
+    num_train_epochs: float = 1.0
+    max_steps: int | None = None  # stop after this many optimizer steps (overrides num_train_epochs)
+    max_length: int = 1024  # longest tokenized example, in tokens
+    logging_steps: int = 10
+    save_steps: int = 500
+    save_total_limit: int | None = 2  # checkpoints kept on disk (None: all)
+    eval_steps: int | None = None  # None: same as logging_steps
+    precision: str = "auto"  # auto: bf16 on a GPU that supports it, fp32 on CPU
+    gradient_checkpointing: bool | None = None  # None: on for CUDA, off on CPU
+    report_to: list[str] = field(default_factory=lambda: ["none"])  # none, tensorboard, wandb
+    run_name: str | None = None  # name shown by trackers
+    trust_remote_code: bool = False  # run code shipped with a hub model; only for models you trust
+    attn_implementation: str | None = None  # e.g. sdpa, eager, flash_attention_2 (None: transformers' choice)
+    data: DataConfig = field(default_factory=DataConfig)
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    sft: SFTOptions = field(default_factory=SFTOptions)
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise LlmrlError(
+                f"unknown method '{self.method}'{_did_you_mean(self.method, METHODS)}; methods: {', '.join(METHODS)}"
+            )
+        _check(self.precision in PRECISIONS, "precision", self.precision, f"one of {', '.join(PRECISIONS)}")
+        for name in (
+            "per_device_train_batch_size",
+            "per_device_eval_batch_size",
+            "gradient_accumulation_steps",
+            "max_length",
+            "logging_steps",
+            "save_steps",
+        ):
+            _check(getattr(self, name) > 0, name, getattr(self, name), "> 0")
+        for name in ("max_steps", "eval_steps", "save_total_limit"):
+            value = getattr(self, name)
+            _check(value is None or value > 0, name, value, "> 0 or null")
+        _check(self.learning_rate is None or self.learning_rate > 0, "learning_rate", self.learning_rate, "> 0")
+        _check(self.num_train_epochs > 0, "num_train_epochs", self.num_train_epochs, "> 0")
+        _check(0 <= self.warmup_ratio < 1, "warmup_ratio", self.warmup_ratio, "in [0, 1)")
+        _check(self.weight_decay >= 0, "weight_decay", self.weight_decay, ">= 0")
+        _check(self.max_grad_norm >= 0, "max_grad_norm", self.max_grad_norm, ">= 0")
+        unknown = [r for r in self.report_to if r not in REPORT_TO]
+        _check(not unknown, "report_to", self.report_to, f"a list of {', '.join(REPORT_TO)}")
+        if self.eval_split is not None and self.eval_split == self.split:
+            raise LlmrlError(f"eval_split '{self.eval_split}' is the training split; choose a held-out split")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+def _check(ok: bool, name: str, value: Any, allowed: str) -> None:
+    if not ok:
+        raise LlmrlError(f"invalid {name}: {value!r} (expected {allowed})")
+
+
+def _did_you_mean(word: str, choices, prefix: str = "") -> str:
+    matches = difflib.get_close_matches(word, list(choices), n=3, cutoff=0.6)
+    return f"; did you mean {' or '.join(repr(prefix + m) for m in matches)}?" if matches else ""
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Building a config from layers
+
+
+def load_config(
+    config_file: str | Path | None = None,
+    flags: dict[str, Any] | None = None,
+    sets: list[str] | None = None,
+) -> TrainingConfig:
+    """Build a TrainingConfig from defaults < YAML file < explicit flags (named flags, then ``--set``)."""
+    values: dict[str, Any] = read_yaml(config_file) if config_file else {}
+    for key, value in (flags or {}).items():
+        if value is not None:
+            _assign(values, key, value)
+    for item in sets or []:
+        key, value = parse_set(item)
+        _assign(values, key, value)
+    return from_dict(TrainingConfig, values)
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise LlmrlError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        where = getattr(e, "problem_mark", None)
+        line = f" (line {where.line + 1}, column {where.column + 1})" if where else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise LlmrlError(f"config file {path} is not valid YAML{line}: {problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise LlmrlError(f"config file {path} must hold a mapping of keys to values, got {type(data).__name__}")
+    return data
+
+
+def parse_set(item: str) -> tuple[str, Any]:
+    """Split a ``--set key=value`` item; the value is read as YAML (``[a,b]`` is a list, ``true`` a bool)."""
+    key, sep, raw = item.partition("=")
+    if not sep or not key.strip():
+        raise LlmrlError(f"--set expects key=value, got '{item}'")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    return key.strip(), value
+
+
+def _assign(values: dict[str, Any], dotted_key: str, value: Any) -> None:
+    *sections, leaf = dotted_key.split(".")
+    target = values
+    for section in sections:
+        existing = target.get(section)
+        if not isinstance(existing, dict):
+            existing = target[section] = {}
+        target = existing
+    target[leaf] = value
+
+
+def from_dict(cls, values: dict[str, Any], prefix: str = ""):
+    """Build dataclass ``cls`` from a nested dict, converting each value to its field's type."""
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in values.items():
+        if key not in hints:
+            hint = _did_you_mean(str(key), names, prefix)
+            raise LlmrlError(f"unknown config key '{prefix}{key}'{hint} (llmrl train --print-config lists every key)")
+        kind = hints[key]
+        if dataclasses.is_dataclass(kind):
+            if not isinstance(value, dict):
+                example = f"{prefix}{key}.{dataclasses.fields(kind)[0].name}"
+                raise LlmrlError(f"'{prefix}{key}' is a section: set its keys, e.g. {example}=...")
+            kwargs[key] = from_dict(kind, value, prefix=f"{prefix}{key}.")
+        else:
+            kwargs[key] = _convert(value, kind, prefix + key)
+    return cls(**kwargs)
+
+
+def _convert(value: Any, kind: Any, name: str) -> Any:
+    """Convert a YAML or command-line value to the annotated type, or raise naming the field."""
+    args = typing.get_args(kind)
+    if typing.get_origin(kind) in (typing.Union, types.UnionType):
+        is_null = value is None or (isinstance(value, str) and value.lower() in ("null", "none"))
+        if is_null and type(None) in args:
+            return None
+        kind = next(a for a in args if a is not type(None))
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "yes", "1", "on", "false", "no", "0", "off"):
+            return value.lower() in ("true", "yes", "1", "on")
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
+        raise LlmrlError(f"invalid {name}: {value!r} (expected true or false)")
+    if kind in (int, float):
+        try:
+            number = kind(value) if not isinstance(value, bool) else None
+        except (TypeError, ValueError):
+            number = None
+        if number is None or (kind is int and isinstance(value, float) and not value.is_integer()):
+            raise LlmrlError(f"invalid {name}: {value!r} (expected {'an integer' if kind is int else 'a number'})")
+        return number
+    if kind is str:
+        if isinstance(value, (dict, list)):
+            raise LlmrlError(f"invalid {name}: {value!r} (expected a single value)")
+        return str(value)
+    if typing.get_origin(kind) is list:
+        items = value if isinstance(value, list) else [value]
+        return [_convert(item, typing.get_args(kind)[0], name) for item in items]
+    return value

@@ -1,0 +1,177 @@
+"""Run management around every method's ``train(cfg)``: the output folder, ``run_info.json``, the run log,
+and memory cleanup, the same for every method."""
+
+import datetime
+import importlib
+import importlib.metadata
+import json
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+from llmrl.builtin import resolve_model
+from llmrl.config import TrainingConfig
+from llmrl.console import log_to_file, setup_console_logging
+from llmrl.data import local_path
+from llmrl.errors import LlmrlError
+from llmrl.memory import free_memory
+from llmrl.methods import IMPLEMENTED
+
+PACKAGES = ("llmrl", "torch", "transformers", "trl", "datasets", "peft", "accelerate")
+SECRET_WORDS = ("key", "token", "secret", "password")
+logger = logging.getLogger("llmrl")
+RUN_FILES = ("final", "metrics.jsonl", "run_info.json", "train.log", "runs")  # what --overwrite removes
+
+
+def run_training(cfg: TrainingConfig) -> Path:
+    """Train ``cfg.method`` into ``cfg.output_dir`` and return the path of the saved ``final/`` model."""
+    module_name = method_module(cfg.method)
+    check_inputs(cfg)
+    created = cfg.output_dir is None or not Path(cfg.output_dir).exists()
+    output_dir = prepare_output_dir(cfg)
+    setup_console_logging()
+    info = {
+        "method": cfg.method,
+        "status": "running",
+        "start_time": _now(),
+        "end_time": None,
+        "world_size": int(os.environ.get("WORLD_SIZE", "1")),
+        "config": redact(cfg.to_dict()),
+        "versions": package_versions(),
+        "git_commit": git_commit(),
+        "hardware": hardware_summary(),
+    }
+    write_run_info(output_dir, info)
+    started = time.monotonic()
+    with log_to_file(output_dir / "train.log"):
+        logger.info("training %s: model %s, dataset %s, output %s", cfg.method, cfg.model, cfg.dataset, output_dir)
+        try:
+            method = importlib.import_module(module_name)
+            final = method.train(cfg)
+            info.update(status="completed", final_dir=str(final))
+            return final
+        except KeyboardInterrupt:
+            info["status"] = "interrupted"
+            raise
+        except BaseException as e:
+            info.update(status="failed", error=f"{type(e).__name__}: {e}".splitlines()[0])
+            raise
+        finally:
+            info.update(end_time=_now(), wall_seconds=round(time.monotonic() - started, 2))
+            write_run_info(output_dir, info)
+            free_memory()
+            if info["status"] != "completed" and created:
+                remove_if_nothing_trained(output_dir)
+
+
+def method_module(method: str) -> str:
+    """The module implementing ``method``, or a clear error for a planned but unimplemented one."""
+    if method not in IMPLEMENTED:
+        raise LlmrlError(f"method '{method}' is not implemented yet; implemented methods: {', '.join(IMPLEMENTED)}")
+    return IMPLEMENTED[method]
+
+
+def check_inputs(cfg: TrainingConfig) -> None:
+    """Cheap checks of the model and dataset names, before anything is written."""
+    local_path(cfg.dataset)
+    resolve_model(cfg.model)
+
+
+def prepare_output_dir(cfg: TrainingConfig) -> Path:
+    """Create the output folder, refusing to overwrite a finished or interrupted run unless asked to."""
+    if cfg.output_dir is None:
+        cfg.output_dir = f"runs/{cfg.method}-{datetime.datetime.now():%Y%m%d-%H%M%S}"
+    output_dir = Path(cfg.output_dir)
+    if output_dir.exists() and not output_dir.is_dir():
+        raise LlmrlError(f"output_dir {output_dir} exists and is not a folder")
+    checkpoints = sorted(output_dir.glob("checkpoint-*"))
+    if cfg.resume and cfg.overwrite:
+        raise LlmrlError("--resume and --overwrite contradict each other: choose one")
+    if cfg.resume and not checkpoints:
+        raise LlmrlError(f"--resume: no checkpoint-* folder in {output_dir} to resume from")
+    if not cfg.resume and not cfg.overwrite:
+        if (output_dir / "final").exists():
+            raise LlmrlError(
+                f"{output_dir} already holds a finished run (final/); pass --overwrite to replace it "
+                "or choose another --output-dir"
+            )
+        if checkpoints:
+            raise LlmrlError(
+                f"{output_dir} holds checkpoints of an earlier run; pass --resume to continue it "
+                "or --overwrite to start over"
+            )
+    if cfg.overwrite and _is_main_process():
+        for path in [*checkpoints, *(output_dir / name for name in RUN_FILES)]:
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
+    output_dir.mkdir(parents=True, exist_ok=True)
+    return output_dir
+
+
+def remove_if_nothing_trained(output_dir: Path) -> None:
+    """Remove a folder this run created when it failed before writing any checkpoint or model."""
+    if _is_main_process() and not any(output_dir.glob("checkpoint-*")) and not (output_dir / "final").exists():
+        shutil.rmtree(output_dir, ignore_errors=True)
+
+
+def write_run_info(output_dir: Path, info: dict) -> None:
+    if not _is_main_process():
+        return
+    tmp = output_dir / ".run_info.json.tmp"
+    tmp.write_text(json.dumps(info, indent=2, default=str) + "\n")
+    tmp.replace(output_dir / "run_info.json")
+
+
+def redact(value, key: str = ""):
+    """A copy of a config dict with values under secret-looking keys replaced by '***'."""
+    if isinstance(value, dict):
+        return {k: redact(v, k) for k, v in value.items()}
+    if value is not None and any(word in key.lower() for word in SECRET_WORDS):
+        return "***"
+    return value
+
+
+def package_versions() -> dict[str, str | None]:
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def git_commit() -> str | None:
+    """The commit of the llmrl source tree, when it is a git checkout."""
+    try:
+        result = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
+def hardware_summary() -> dict:
+    import torch
+
+    return {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpu_count": os.cpu_count(),
+        "cuda_devices": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())],
+    }
+
+
+def _is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def _now() -> str:
+    return datetime.datetime.now().astimezone().isoformat(timespec="seconds")

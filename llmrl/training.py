@@ -1,0 +1,177 @@
+"""The steps every method shares: hardware choices, TrainingConfig -> TRL config, model loading, train and save.
+
+Method modules call these in order (see ``llmrl/methods/sft.py``); the choices that depend on the machine
+(CPU or CUDA, bf16 or fp32, gradient checkpointing) are made here and nowhere else.
+"""
+
+import json
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+from transformers.trainer_utils import get_last_checkpoint
+
+from llmrl.builtin import resolve_model
+from llmrl.config import TrainingConfig
+from llmrl.errors import LlmrlError
+
+logger = logging.getLogger("llmrl")
+metrics_logger = logging.getLogger("llmrl.metrics")  # run log only: the trainer already prints each log dict
+metrics_logger.propagate = False
+
+
+@dataclass(frozen=True)
+class Hardware:
+    """What this process trains on, and the precision and checkpointing that follow from it."""
+
+    device: str  # cuda, mps or cpu
+    precision: str  # bf16, fp16 or fp32
+    gradient_checkpointing: bool
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """dtype to load weights in: bf16 weights for bf16 runs, fp32 master weights otherwise."""
+        return torch.bfloat16 if self.precision == "bf16" else torch.float32
+
+
+def detect_hardware(cfg: TrainingConfig) -> Hardware:
+    if torch.cuda.is_available():
+        device = "cuda"
+    elif torch.backends.mps.is_available():
+        device = "mps"
+    else:
+        device = "cpu"
+    precision = cfg.precision
+    if precision == "auto":
+        if device == "cuda":
+            precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        else:
+            precision = "fp32"
+    if precision == "fp16" and device != "cuda":
+        raise LlmrlError(f"precision=fp16 needs a CUDA GPU, and this machine has {device} only; use precision=auto")
+    checkpointing = cfg.gradient_checkpointing if cfg.gradient_checkpointing is not None else device == "cuda"
+    return Hardware(device=device, precision=precision, gradient_checkpointing=checkpointing)
+
+
+def trl_config(cfg: TrainingConfig, config_cls, **method_args):
+    """Build TRL's config class for a method from the shared TrainingConfig plus the method's own fields.
+
+    Sets ``use_cpu``, ``bf16``, ``fp16`` and ``gradient_checkpointing`` for the hardware found: TRL's
+    defaults (``bf16=True``, checkpointing on) fail or slow down on a machine without CUDA.
+    """
+    hardware = detect_hardware(cfg)
+    args = dict(
+        output_dir=cfg.output_dir,
+        seed=cfg.seed,
+        per_device_train_batch_size=cfg.per_device_train_batch_size,
+        per_device_eval_batch_size=cfg.per_device_eval_batch_size,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        num_train_epochs=cfg.num_train_epochs,
+        max_steps=cfg.max_steps or -1,
+        lr_scheduler_type=cfg.lr_scheduler_type,
+        warmup_steps=cfg.warmup_ratio,
+        weight_decay=cfg.weight_decay,
+        max_grad_norm=cfg.max_grad_norm,
+        logging_steps=cfg.logging_steps,
+        logging_first_step=True,
+        save_strategy="steps",
+        save_steps=cfg.save_steps,
+        save_total_limit=cfg.save_total_limit,
+        eval_strategy="steps" if cfg.eval_split else "no",
+        eval_steps=cfg.eval_steps or cfg.logging_steps,
+        report_to=[r for r in cfg.report_to if r != "none"] or "none",
+        run_name=cfg.run_name or Path(cfg.output_dir).name,
+        use_cpu=hardware.device == "cpu",
+        bf16=hardware.precision == "bf16",
+        fp16=hardware.precision == "fp16",
+        gradient_checkpointing=hardware.gradient_checkpointing,
+        trust_remote_code=cfg.trust_remote_code,
+    )
+    if cfg.learning_rate is not None:
+        args["learning_rate"] = cfg.learning_rate
+    args.update(method_args)
+    return config_cls(**args)
+
+
+def load_tokenizer(cfg: TrainingConfig):
+    """The model's tokenizer, with a pad token (the EOS token when the model has none)."""
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model(cfg.model), trust_remote_code=cfg.trust_remote_code)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_causal_lm(cfg: TrainingConfig):
+    """The causal LM named by ``cfg.model`` (hub name, folder or builtin:PRESET), in the run's dtype."""
+    hardware = detect_hardware(cfg)
+    kwargs = dict(dtype=hardware.dtype, trust_remote_code=cfg.trust_remote_code)
+    if cfg.attn_implementation:
+        kwargs["attn_implementation"] = cfg.attn_implementation
+    try:
+        return AutoModelForCausalLM.from_pretrained(resolve_model(cfg.model), **kwargs)
+    except (OSError, ValueError) as e:
+        detail = str(e).strip().splitlines()[0]
+        raise LlmrlError(f"could not load model '{cfg.model}' as a causal LM: {detail}") from e
+
+
+def peft_config(cfg: TrainingConfig):
+    """peft's LoraConfig from the ``lora`` section, or None when LoRA is off."""
+    if not cfg.lora.enabled:
+        return None
+    from peft import LoraConfig
+
+    modules = cfg.lora.target_modules
+    return LoraConfig(
+        r=cfg.lora.r,
+        lora_alpha=cfg.lora.alpha,
+        lora_dropout=cfg.lora.dropout,
+        target_modules="all-linear" if modules == ["all-linear"] else modules,
+        task_type="CAUSAL_LM",
+    )
+
+
+class MetricsFileCallback(TrainerCallback):
+    """Appends every logged dict to ``metrics.jsonl`` (with ``step``) and a readable line to the run log."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero or not logs:
+            return
+        record = {"step": state.global_step, "epoch": state.epoch, **logs}
+        with self.path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+        shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in logs.items())
+        metrics_logger.info("step %d: %s", state.global_step, shown)
+
+
+def train_and_save(trainer, cfg: TrainingConfig) -> Path:
+    """Run ``trainer.train()`` (resuming if asked), then write ``final/`` atomically and return its path."""
+    output_dir = Path(cfg.output_dir)
+    trainer.add_callback(MetricsFileCallback(output_dir / "metrics.jsonl"))
+    checkpoint = get_last_checkpoint(str(output_dir)) if cfg.resume else None
+    if checkpoint:
+        logger.info("resuming from %s", checkpoint)
+    trainer.train(resume_from_checkpoint=checkpoint)
+    return save_final(trainer, output_dir)
+
+
+def save_final(trainer, output_dir: Path) -> Path:
+    """Save model and tokenizer to a temporary folder, then rename it to ``final/`` so it is never half-written."""
+    final = output_dir / "final"
+    staging = output_dir / f".final-{os.getpid()}-{int(time.time())}"
+    trainer.save_model(str(staging))  # every rank takes part (sharded models are gathered); rank 0 writes
+    trainer.accelerator.wait_for_everyone()
+    if trainer.is_world_process_zero():
+        if final.exists():
+            shutil.rmtree(final)
+        staging.rename(final)
+        logger.info("saved the final model to %s", final)
+    trainer.accelerator.wait_for_everyone()
+    return final

@@ -1,0 +1,48 @@
+"""Shared test setup: offline, a private cache, and the built-in tiny model.
+
+Environment variables are set at import time, before any test imports huggingface_hub or datasets,
+which read them once.
+"""
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ["LLMRL_CACHE"] = tempfile.mkdtemp(prefix="llmrl-test-cache-")
+
+import pytest  # noqa: E402
+
+CHAT_ROWS = [
+    {
+        "messages": [
+            {"role": "user", "content": f"What is {a} + {b}?"},
+            {"role": "assistant", "content": f"{a} + {b} = {a + b}\n#### {a + b}"},
+        ]
+    }
+    for a in range(8)
+    for b in range(8)
+]
+
+
+@pytest.fixture(scope="session")
+def tiny_model_path() -> Path:
+    from llmrl.builtin import ensure_builtin
+
+    return ensure_builtin("tiny")
+
+
+@pytest.fixture
+def chat_jsonl(tmp_path) -> Path:
+    path = tmp_path / "chat.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in CHAT_ROWS))
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _work_in_tmp(tmp_path, monkeypatch):
+    """Run every test in its own folder, so default output folders (runs/...) never land in the repo."""
+    monkeypatch.chdir(tmp_path)

@@ -1,0 +1,162 @@
+"""SFT end to end on the built-in tiny model: masking of the labels, learning, and the outputs of a run."""
+
+import json
+
+import torch
+from safetensors.torch import load_file
+from transformers import AutoModelForCausalLM, AutoTokenizer
+from typer.testing import CliRunner
+
+from llmrl.cli import app
+from llmrl.config import load_config
+from llmrl.methods.sft import build_trainer
+from llmrl.runner import run_training
+
+runner = CliRunner()
+
+
+def supervised_text(trainer, index: int) -> tuple[str, str, torch.Tensor]:
+    """(whole text, text of the tokens with a label, the labels) for one collated training example."""
+    batch = trainer.data_collator([trainer.train_dataset[index], trainer.train_dataset[index + 1]])
+    ids, labels = batch["input_ids"][0], batch["labels"][0]
+    tokenizer = trainer.processing_class
+    return tokenizer.decode(ids), tokenizer.decode(ids[labels != -100]), batch
+
+
+def test_chat_data_is_supervised_on_assistant_turns_only(tmp_path, chat_jsonl):
+    cfg = load_config(sets=[f"dataset={chat_jsonl}", "model=builtin:tiny", f"output_dir={tmp_path / 'out'}"])
+    trainer = build_trainer(cfg)
+    whole, supervised, batch = supervised_text(trainer, 0)
+    assert whole.startswith("<|im_start|>user\nWhat is 0 + 0?<|im_end|>")
+    assert supervised == "0 + 0 = 0\n#### 0<|im_end|>"  # the answer and its end-of-turn token, nothing else
+    # padding is never supervised: every padded position of the batch carries -100
+    pad_positions = batch["attention_mask"] == 0
+    assert (batch["labels"][pad_positions] == -100).all()
+
+
+def test_system_and_multi_turn_prompts_are_masked(tmp_path):
+    rows = [
+        {
+            "messages": [
+                {"role": "system", "content": "Be brief."},
+                {"role": "user", "content": "What is 1 + 1?"},
+                {"role": "assistant", "content": "2"},
+                {"role": "user", "content": "And 2 + 2?"},
+                {"role": "assistant", "content": "4"},
+            ]
+        }
+    ] * 2
+    path = tmp_path / "multi.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = load_config(sets=[f"dataset={path}", "model=builtin:tiny", f"output_dir={tmp_path / 'out'}"])
+    _, supervised, _ = supervised_text(build_trainer(cfg), 0)
+    assert supervised == "2<|im_end|>4<|im_end|>"
+
+
+def test_prompt_completion_data_is_supervised_on_the_completion_only(tmp_path):
+    rows = [{"prompt": f"Q: {i} + 1 =", "completion": f" {i + 1}"} for i in range(4)]
+    path = tmp_path / "pc.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = load_config(sets=[f"dataset={path}", "model=builtin:tiny", f"output_dir={tmp_path / 'out'}"])
+    _, supervised, _ = supervised_text(build_trainer(cfg), 0)
+    assert supervised == " 1<|im_end|>"
+
+
+def test_sft_run_learns_and_writes_every_output(tmp_path, chat_jsonl, tiny_model_path):
+    out = tmp_path / "out"
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "--method",
+            "sft",
+            "--model",
+            "builtin:tiny",
+            "--dataset",
+            str(chat_jsonl),
+            "--output-dir",
+            str(out),
+            "--max-steps",
+            "5",
+            "--set",
+            "learning_rate=1e-2",
+            "--set",
+            "logging_steps=1",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+
+    # final/ holds a model and tokenizer that load with from_pretrained, and the weights changed
+    final = out / "final"
+    assert (final / "model.safetensors").is_file()
+    model = AutoModelForCausalLM.from_pretrained(final)
+    AutoTokenizer.from_pretrained(final)
+    before = load_file(tiny_model_path / "model.safetensors")
+    after = load_file(final / "model.safetensors")
+    assert before.keys() == after.keys()
+    unchanged = [name for name in before if torch.equal(before[name], after[name])]
+    assert unchanged == [], f"parameters that did not train: {unchanged}"
+    assert sum(p.numel() for p in model.parameters()) > 0
+
+    # metrics.jsonl: one record per logging step with the loss, then the summary with train_runtime
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in records if "loss" in r]
+    assert len(losses) == 5 and all(r["step"] >= 1 for r in records)
+    assert losses[-1] < losses[0]
+    assert "train_runtime" in records[-1]
+
+    # run_info.json: what ran, on what, with which versions
+    info = json.loads((out / "run_info.json").read_text())
+    assert info["method"] == "sft" and info["status"] == "completed" and info["world_size"] == 1
+    assert info["config"]["learning_rate"] == 1e-2 and info["config"]["max_steps"] == 5
+    assert info["versions"]["trl"] and info["versions"]["torch"]
+    assert info["start_time"] <= info["end_time"]
+    assert "cpu_count" in info["hardware"]
+
+    # the run log has the start line and the metrics
+    log = (out / "train.log").read_text()
+    assert "training sft" in log and "step 5" in log
+
+
+def test_finished_run_is_not_overwritten_without_flag(tmp_path, chat_jsonl):
+    out = tmp_path / "out"
+    args = [
+        "train",
+        "--model",
+        "builtin:tiny",
+        "--dataset",
+        str(chat_jsonl),
+        "--output-dir",
+        str(out),
+        "--max-steps",
+        "1",
+    ]
+    assert runner.invoke(app, args).exit_code == 0
+    weights = (out / "final" / "model.safetensors").read_bytes()
+
+    refused = runner.invoke(app, [*args, "--set", "learning_rate=0.5"])
+    assert refused.exit_code == 2
+    assert "already holds a finished run" in refused.output
+    assert (out / "final" / "model.safetensors").read_bytes() == weights
+
+    replaced = runner.invoke(app, [*args, "--set", "learning_rate=0.5", "--overwrite"])
+    assert replaced.exit_code == 0, replaced.output
+    assert (out / "final" / "model.safetensors").read_bytes() != weights
+
+
+def test_resume_continues_from_the_last_checkpoint(tmp_path, chat_jsonl):
+    out = tmp_path / "out"
+    base = ["model=builtin:tiny", f"dataset={chat_jsonl}", f"output_dir={out}", "save_steps=2", "logging_steps=1"]
+    run_training(load_config(sets=[*base, "max_steps=2"]))
+    (out / "final").rename(out / "first-final")  # as if the first run had stopped after its checkpoint
+    run_training(load_config(sets=[*base, "max_steps=4", "resume=true"]))
+    steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert steps[-1] == 4
+    assert 3 in steps and steps.count(1) == 1  # steps 1-2 were not trained again
+
+
+def test_unimplemented_method_fails_before_loading_anything(tmp_path):
+    result = runner.invoke(app, ["train", "--method", "dpo", "--output-dir", str(tmp_path / "out")])
+    assert result.exit_code == 2
+    assert "method 'dpo' is not implemented yet; implemented methods: sft" in result.output
+    assert not (tmp_path / "out").exists()
