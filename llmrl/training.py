@@ -100,7 +100,10 @@ def trl_config(cfg: TrainingConfig, config_cls, **method_args):
 
 def load_tokenizer(cfg: TrainingConfig):
     """The model's tokenizer, with a pad token (the EOS token when the model has none)."""
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model(cfg.model), trust_remote_code=cfg.trust_remote_code)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(resolve_model(cfg.model), trust_remote_code=cfg.trust_remote_code)
+    except (OSError, ValueError) as e:
+        raise LlmrlError(f"could not load the tokenizer of model '{cfg.model}': {_first_line(e)}") from e
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
@@ -115,8 +118,12 @@ def load_causal_lm(cfg: TrainingConfig):
     try:
         return AutoModelForCausalLM.from_pretrained(resolve_model(cfg.model), **kwargs)
     except (OSError, ValueError) as e:
-        detail = str(e).strip().splitlines()[0]
-        raise LlmrlError(f"could not load model '{cfg.model}' as a causal LM: {detail}") from e
+        raise LlmrlError(f"could not load model '{cfg.model}' as a causal LM: {_first_line(e)}") from e
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def peft_config(cfg: TrainingConfig):

@@ -72,7 +72,10 @@ def main() -> None:
         "",
         "| command | median (s) | min (s) | target met |",
         "| --- | --- | --- | --- |",
-        *(f"| `{name}` | {med:.3f} | {low:.3f} | {'yes' if med < TARGET_SECONDS else 'NO'} |" for name, med, low in rows),
+        *(
+            f"| `{name}` | {med:.3f} | {low:.3f} | {'yes' if med < TARGET_SECONDS else 'NO'} |"
+            for name, med, low in rows
+        ),
         END,
     ]
     section = "\n".join(lines)

@@ -46,3 +46,16 @@ def chat_jsonl(tmp_path) -> Path:
 def _work_in_tmp(tmp_path, monkeypatch):
     """Run every test in its own folder, so default output folders (runs/...) never land in the repo."""
     monkeypatch.chdir(tmp_path)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Skip @pytest.mark.gpu tests on machines without CUDA (CI and every developer machine here)."""
+    gpu_items = [item for item in items if "gpu" in item.keywords]
+    if not gpu_items:
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        skip = pytest.mark.skip(reason="needs a CUDA GPU")
+        for item in gpu_items:
+            item.add_marker(skip)

@@ -155,3 +155,13 @@ def test_resume_without_a_checkpoint(tmp_path):
         ],
     )
     assert result.exit_code == 2 and "no checkpoint-* folder" in result.output
+
+
+def test_hub_model_offline_is_a_clear_error(tmp_path):
+    out = tmp_path / "out"
+    result = runner.invoke(
+        app, ["train", "--model", "Qwen/Qwen2.5-0.5B", "--dataset", "builtin:sft", "--output-dir", str(out)]
+    )
+    assert result.exit_code == 2, result.output
+    assert "error: could not load the tokenizer of model 'Qwen/Qwen2.5-0.5B'" in result.output
+    assert not out.exists()

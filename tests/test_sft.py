@@ -160,3 +160,34 @@ def test_unimplemented_method_fails_before_loading_anything(tmp_path):
     assert result.exit_code == 2
     assert "method 'dpo' is not implemented yet; implemented methods: sft" in result.output
     assert not (tmp_path / "out").exists()
+
+
+def test_lora_trains_only_the_adapter_and_saves_it_in_peft_format(tmp_path, chat_jsonl, tiny_model_path):
+    from peft import PeftModel
+
+    sets = [
+        "model=builtin:tiny",
+        f"dataset={chat_jsonl}",
+        f"output_dir={tmp_path / 'out'}",
+        "max_steps=3",
+        "learning_rate=1e-2",
+        "lora.enabled=true",
+        "lora.r=4",
+    ]
+    trainable = [n for n, p in build_trainer(load_config(sets=sets)).model.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n for n in trainable)
+
+    final = run_training(load_config(sets=sets))
+    assert (final / "adapter_config.json").is_file() and (final / "adapter_model.safetensors").is_file()
+    assert not (final / "model.safetensors").exists()  # the base weights are not copied
+
+    adapter = load_file(final / "adapter_model.safetensors")
+    lora_b = [t for name, t in adapter.items() if "lora_B" in name]
+    assert lora_b and all(t.abs().sum() > 0 for t in lora_b)  # lora_B starts at zero: nonzero means it trained
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_path), final)
+    original = load_file(tiny_model_path / "model.safetensors")
+    merged = model.merge_and_unload().state_dict()
+    assert torch.equal(merged["model.embed_tokens.weight"], original["model.embed_tokens.weight"])
+    assert not torch.equal(
+        merged["model.layers.0.self_attn.q_proj.weight"], original["model.layers.0.self_attn.q_proj.weight"]
+    )

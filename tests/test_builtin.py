@@ -1,0 +1,50 @@
+"""The built-in models: deterministic, cached, offline, with a chat template that marks assistant turns."""
+
+import torch
+from safetensors.torch import load_file
+from transformers import AutoTokenizer
+
+from llmrl.builtin import PRESETS, build_model, ensure_builtin, resolve_model
+
+
+def test_build_is_deterministic(tmp_path):
+    first, second = build_model("tiny", tmp_path / "a"), build_model("tiny", tmp_path / "b")
+    a, b = load_file(first / "model.safetensors"), load_file(second / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert (first / "tokenizer.json").read_text() == (second / "tokenizer.json").read_text()
+
+
+def test_builtin_name_resolves_to_one_cached_copy(tiny_model_path):
+    assert resolve_model("builtin:tiny") == str(tiny_model_path)
+    stamp = (tiny_model_path / "model.safetensors").stat().st_mtime_ns
+    assert ensure_builtin("tiny") == tiny_model_path
+    assert (tiny_model_path / "model.safetensors").stat().st_mtime_ns == stamp  # reused, not rebuilt
+
+
+def test_other_names_pass_through():
+    assert resolve_model("Qwen/Qwen2.5-0.5B") == "Qwen/Qwen2.5-0.5B"
+
+
+def test_tokenizer_round_trips_text_and_marks_assistant_turns(tiny_model_path):
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_path)
+    text = "What is 17 * 3? Ünïcode and emoji 🙂 survive too."
+    assert tokenizer.decode(tokenizer(text)["input_ids"]) == text  # byte-level: nothing is unknown
+    messages = [{"role": "user", "content": "What is 2 + 3?"}, {"role": "assistant", "content": "5"}]
+    rendered = tokenizer.apply_chat_template(
+        messages, tokenize=True, return_dict=True, return_assistant_tokens_mask=True
+    )
+    masked = [t for t, m in zip(rendered["input_ids"], rendered["assistant_masks"], strict=True) if m]
+    assert tokenizer.decode(masked) == "5<|im_end|>"
+    prompt = tokenizer.apply_chat_template(messages[:1], tokenize=False, add_generation_prompt=True)
+    assert prompt.endswith("<|im_start|>assistant\n")
+
+
+def test_presets_have_the_advertised_sizes(tmp_path):
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    tiny = AutoModelForCausalLM.from_pretrained(ensure_builtin("tiny"))
+    assert sum(p.numel() for p in tiny.parameters()) < 100_000
+    small_config = AutoConfig.for_model("llama", **{k: v for k, v in PRESETS["small"].items()})
+    with torch.device("meta"):
+        small = AutoModelForCausalLM.from_config(small_config)
+    assert 10_000_000 < sum(p.numel() for p in small.parameters()) < 30_000_000
