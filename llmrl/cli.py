@@ -24,9 +24,20 @@ app = typer.Typer(
 state = {"debug": False}
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from llmrl import __version__
+
+        typer.echo(f"llmrl {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def main_options(
     debug: bool = typer.Option(False, "--debug", help="Show the full traceback when a command fails."),
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="Print the llmrl version and exit."
+    ),
 ):
     state["debug"] = debug
 

@@ -4,6 +4,7 @@ Method modules call these in order (see ``llmrl/methods/sft.py``); the choices t
 (CPU or CUDA, bf16 or fp32, gradient checkpointing) are made here and nowhere else.
 """
 
+import dataclasses
 import json
 import logging
 import os
@@ -89,9 +90,14 @@ def trl_config(cfg: TrainingConfig, config_cls, **method_args):
         use_cpu=hardware.device == "cpu",
         bf16=hardware.precision == "bf16",
         fp16=hardware.precision == "fp16",
-        gradient_checkpointing=hardware.gradient_checkpointing,
         trust_remote_code=cfg.trust_remote_code,
     )
+    # transformers 5.x renamed gradient_checkpointing (TRL defaults it to True) to activation_checkpointing
+    field_names = {f.name for f in dataclasses.fields(config_cls)}
+    checkpointing_field = (
+        "activation_checkpointing" if "activation_checkpointing" in field_names else "gradient_checkpointing"
+    )
+    args[checkpointing_field] = hardware.gradient_checkpointing
     if cfg.learning_rate is not None:
         args["learning_rate"] = cfg.learning_rate
     args.update(method_args)

@@ -165,3 +165,10 @@ def test_hub_model_offline_is_a_clear_error(tmp_path):
     assert result.exit_code == 2, result.output
     assert "error: could not load the tokenizer of model 'Qwen/Qwen2.5-0.5B'" in result.output
     assert not out.exists()
+
+
+def test_version():
+    from llmrl import __version__
+
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output.strip() == f"llmrl {__version__}"

@@ -1,0 +1,54 @@
+"""TrainingConfig -> TRL config: the hardware choices made in one place, and the shared fields carried over."""
+
+import warnings
+
+import pytest
+from trl import SFTConfig
+
+from llmrl.config import load_config
+from llmrl.errors import LlmrlError
+from llmrl.training import detect_hardware, trl_config
+
+
+def build(*sets):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)  # no deprecated TRL/transformers argument is used
+        return trl_config(load_config(sets=["output_dir=out", *sets]), SFTConfig)
+
+
+def test_cpu_machine_gets_cpu_safe_settings():
+    args = build()
+    assert args.use_cpu is True and args.bf16 is False and args.fp16 is False
+    assert args.gradient_checkpointing is False  # TRL defaults it to True
+    assert args.learning_rate == SFTConfig.learning_rate  # no learning_rate given: the method's TRL default
+
+
+def test_shared_fields_are_carried_over():
+    args = build(
+        "learning_rate=3e-4",
+        "max_steps=7",
+        "per_device_train_batch_size=2",
+        "gradient_accumulation_steps=3",
+        "logging_steps=2",
+        "save_steps=4",
+        "seed=5",
+        "report_to=[tensorboard]",
+        "eval_split=test",
+        "gradient_checkpointing=true",
+        "max_grad_norm=0.5",
+    )
+    assert (args.learning_rate, args.max_steps, args.per_device_train_batch_size) == (3e-4, 7, 2)
+    assert (args.gradient_accumulation_steps, args.logging_steps, args.save_steps, args.seed) == (3, 2, 4, 5)
+    assert args.report_to == ["tensorboard"] and args.eval_strategy == "steps" and args.eval_steps == 2
+    assert args.gradient_checkpointing is True and args.max_grad_norm == 0.5
+    assert build().max_steps == -1 and build().report_to == []
+
+
+def test_fp16_on_cpu_is_refused_up_front():
+    with pytest.raises(LlmrlError, match="precision=fp16 needs a CUDA GPU"):
+        detect_hardware(load_config(sets=["precision=fp16"]))
+
+
+def test_auto_precision_on_cpu_is_fp32():
+    hardware = detect_hardware(load_config())
+    assert (hardware.device, hardware.precision, hardware.gradient_checkpointing) == ("cpu", "fp32", False)
