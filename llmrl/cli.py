@@ -128,6 +128,57 @@ def init_model(
         typer.echo(f"wrote builtin:{preset} to {output}")
 
 
+data_app = typer.Typer(help="Look at datasets the way llmrl will read them.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+SEGMENT_STYLES = {"prompt": "dim", "trained": "bold green", "chosen": "bold green", "rejected": "bold red"}
+
+
+@data_app.command("inspect")
+def data_inspect(
+    dataset: str = typer.Option(..., help="Hub name, short name, local file or folder, or builtin:NAME."),
+    method: str = typer.Option(
+        "sft", help="The method whose data to prepare: sft, reward, dpo, kto, grpo, rloo, ppo, eval."
+    ),
+    model: str | None = typer.Option(None, help="The model whose tokenizer to use (default: builtin:tiny)."),
+    split: str | None = typer.Option(None, help="Split to inspect (default: the training split for the method)."),
+    config: Path | None = typer.Option(None, "--config", "-c", help="YAML file of config values (data.*, max_length)."),
+    sets: list[str] = typer.Option([], "--set", "-s", help="Config keys, e.g. --set data.columns.prompt=instruction."),
+):
+    """Show the detected schema, the rows each step kept, token lengths, and one example as the model sees it."""
+    with reported_errors():
+        from llmrl.data.schemas import METHOD_KINDS
+
+        if method not in METHOD_KINDS:
+            raise LlmrlError(f"unknown method '{method}'; methods: {', '.join(METHOD_KINDS)}")
+        cfg = load_config(config, flags=dict(dataset=dataset, model=model, split=split), sets=sets)
+        cfg.model = cfg.model or "builtin:tiny"
+        from rich.console import Console
+        from rich.markup import escape
+
+        from llmrl.data.prepare import inspect_dataset
+
+        report, segments = inspect_dataset(cfg, METHOD_KINDS[method])
+        out = Console(highlight=False, soft_wrap=True)
+        out.print(f"[bold]dataset[/]     {escape(report.dataset)}  split {escape(report.split)}  as {report.kind} data")
+        out.print(f"[bold]schema[/]      {escape(report.schema)}  (columns: {escape(', '.join(report.columns))})")
+        mapping = ", ".join(f"{k} <- {v}" for k, v in report.mapping.items()) or "none"
+        out.print(f"[bold]mapping[/]     {escape(mapping)}")
+        out.print(
+            f"[bold]tokenizer[/]   {escape(cfg.model)} ({'chat template' if report.chat else 'Question/Answer text'})"
+        )
+        out.print("[bold]rows[/]        " + " -> ".join(f"{escape(step)}: {rows}" for step, rows in report.counts))
+        for reason, rows in report.dropped.items():
+            out.print(f"  dropped {rows}: {escape(reason)}")
+        for name, lengths in (("prompt", report.prompt_lengths), ("full", report.total_lengths)):
+            out.print(f"[bold]tokens[/]      {name:<6} " + "  ".join(f"{k} {v}" for k, v in lengths.items()))
+        out.print(f"[bold]max_length[/]  {report.max_length} ({escape(report.max_length_note)})")
+        out.print("\n[bold]example[/] (first row)")
+        for label, text in segments:
+            style = SEGMENT_STYLES.get(label, "cyan")
+            out.print(f"[{style}]--- {label} ---[/]")
+            out.print(f"[{style}]{escape(text)}[/]")
+
+
 def main() -> None:
     app(prog_name="llmrl")
 

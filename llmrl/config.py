@@ -31,9 +31,13 @@ class DataConfig:
     subset: str | None = None  # hub dataset configuration (subset) name
     data_dir: str | None = None  # folder inside a hub dataset repository
     max_samples: int | None = None  # keep only the first N rows of each split (quick experiments)
+    columns: dict[str, str] = field(default_factory=dict)  # schema name -> your column, e.g. prompt: instruction
+    language: str | None = None  # keep only rows whose `language` column equals this (e.g. english)
+    max_prompt_fraction: float = 0.7  # drop examples whose prompt takes more than this fraction of max_length
 
     def __post_init__(self):
         _check(self.max_samples is None or self.max_samples > 0, "data.max_samples", self.max_samples, "> 0")
+        _check(0 < self.max_prompt_fraction <= 1, "data.max_prompt_fraction", self.max_prompt_fraction, "in (0, 1]")
 
 
 @dataclass
@@ -69,7 +73,7 @@ class TrainingConfig:
     method: str = "sft"  # one of METHODS
     model: str | None = None  # hub name, local folder, or builtin:tiny / builtin:small
     dataset: str | None = None  # hub name, local file or folder, or builtin:sft / builtin:preference / builtin:prompts
-    split: str = "train"  # the split to train on
+    split: str | None = None  # the split to train on (None: the dataset's training split, usually train)
     eval_split: str | None = None  # a split to evaluate on every eval_steps (None: no evaluation)
     output_dir: str | None = None  # None: runs/<method>-<date>-<time>
     overwrite: bool = False  # allow replacing an output_dir that already holds a final/ model
@@ -85,7 +89,7 @@ class TrainingConfig:
     max_grad_norm: float = 1.0  # gradient clipping; 0 turns it off
     num_train_epochs: float = 1.0
     max_steps: int | None = None  # stop after this many optimizer steps (overrides num_train_epochs)
-    max_length: int = 1024  # longest tokenized example, in tokens
+    max_length: int | str = 1024  # longest tokenized example in tokens, or auto (95th percentile of the data)
     logging_steps: int = 10
     save_steps: int = 500
     save_total_limit: int | None = 2  # checkpoints kept on disk (None: all)
@@ -110,7 +114,6 @@ class TrainingConfig:
             "per_device_train_batch_size",
             "per_device_eval_batch_size",
             "gradient_accumulation_steps",
-            "max_length",
             "logging_steps",
             "save_steps",
         ):
@@ -118,6 +121,12 @@ class TrainingConfig:
         for name in ("max_steps", "eval_steps", "save_total_limit"):
             value = getattr(self, name)
             _check(value is None or value > 0, name, value, "> 0 or null")
+        _check(
+            self.max_length == "auto" or (isinstance(self.max_length, int) and self.max_length > 0),
+            "max_length",
+            self.max_length,
+            "a positive integer or auto",
+        )
         _check(self.learning_rate is None or self.learning_rate > 0, "learning_rate", self.learning_rate, "> 0")
         _check(self.num_train_epochs > 0, "num_train_epochs", self.num_train_epochs, "> 0")
         _check(0 <= self.warmup_ratio < 1, "warmup_ratio", self.warmup_ratio, "in [0, 1)")
@@ -125,7 +134,7 @@ class TrainingConfig:
         _check(self.max_grad_norm >= 0, "max_grad_norm", self.max_grad_norm, ">= 0")
         unknown = [r for r in self.report_to if r not in REPORT_TO]
         _check(not unknown, "report_to", self.report_to, f"a list of {', '.join(REPORT_TO)}")
-        if self.eval_split is not None and self.eval_split == self.split:
+        if self.eval_split is not None and self.eval_split == (self.split or "train"):
             raise LlmrlError(f"eval_split '{self.eval_split}' is the training split; choose a held-out split")
 
     def to_dict(self) -> dict[str, Any]:
@@ -233,7 +242,13 @@ def _convert(value: Any, kind: Any, name: str) -> Any:
         is_null = value is None or (isinstance(value, str) and value.lower() in ("null", "none"))
         if is_null and type(None) in args:
             return None
-        kind = next(a for a in args if a is not type(None))
+        members = [a for a in args if a is not type(None)]
+        for member in members[:-1]:  # int | str: the first type that takes the value
+            try:
+                return _convert(value, member, name)
+            except LlmrlError:
+                pass
+        kind = members[-1]
     if kind is bool:
         if isinstance(value, bool):
             return value
@@ -254,6 +269,11 @@ def _convert(value: Any, kind: Any, name: str) -> Any:
         if isinstance(value, (dict, list)):
             raise LlmrlError(f"invalid {name}: {value!r} (expected a single value)")
         return str(value)
+    if typing.get_origin(kind) is dict:
+        if not isinstance(value, dict):
+            raise LlmrlError(f"invalid {name}: {value!r} (expected a mapping, e.g. {name}.KEY=VALUE)")
+        key_kind, value_kind = typing.get_args(kind)
+        return {_convert(k, key_kind, name): _convert(v, value_kind, f"{name}.{k}") for k, v in value.items()}
     if typing.get_origin(kind) is list:
         items = value if isinstance(value, list) else [value]
         return [_convert(item, typing.get_args(kind)[0], name) for item in items]

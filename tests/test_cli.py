@@ -136,7 +136,8 @@ def test_a_run_that_fails_early_leaves_no_folder_behind(tmp_path):
         app, ["train", "--model", "builtin:tiny", "--dataset", str(tmp_path / "bad.jsonl"), "--output-dir", str(out)]
     )
     assert result.exit_code == 2, result.output
-    assert "error: could not read dataset" in result.output
+    assert "bad.jsonl: line 1 is not valid JSON" in result.output
+    assert "Failed to load JSON" not in result.output  # datasets' own log line is not shown on top
     assert not out.exists()
 
 

@@ -1,42 +1,362 @@
-"""Loading splits from bundled samples, local files and folders, with clear errors for bad input."""
+"""The data layer: sources, every schema normalized per method, filters and their counts, bad input."""
 
+import copy
 import json
 
 import pytest
+from typer.testing import CliRunner
 
+from llmrl.cli import app
 from llmrl.config import load_config
-from llmrl.data import BUILTIN_DATASETS, load_split
+from llmrl.data import BUILTIN_DATASETS, load_split, prepare_dataset
+from llmrl.data.prepare import percentiles
+from llmrl.data.sources import default_split
 from llmrl.errors import LlmrlError
 
-ROWS = [{"prompt": f"p{i}", "completion": f"c{i}"} for i in range(5)]
+runner = CliRunner()
 
 
-def cfg_for(source, *sets):
-    return load_config(sets=[f"dataset={source}", *sets])
+def U(text):
+    return {"role": "user", "content": text}
+
+
+def A(text):
+    return {"role": "assistant", "content": text}
+
+
+def S(text):
+    return {"role": "system", "content": text}
+
+
+@pytest.fixture(scope="module")
+def chat_tokenizer(tiny_model_path):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_model_path)
+
+
+@pytest.fixture(scope="module")
+def plain_tokenizer(chat_tokenizer):
+    tokenizer = copy.deepcopy(chat_tokenizer)
+    tokenizer.chat_template = None
+    return tokenizer
+
+
+@pytest.fixture
+def prepare(tmp_path, chat_tokenizer):
+    """Write rows to a JSONL file, prepare them for a kind, return (rows, report)."""
+
+    def run(rows, kind, *sets, tokenizer=None):
+        path = tmp_path / "rows.jsonl"
+        path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+        cfg = load_config(sets=[f"dataset={path}", "model=builtin:tiny", *sets])
+        dataset, report = prepare_dataset(cfg, tokenizer or chat_tokenizer, kind)
+        return dataset.to_list(), report
+
+    return run
+
+
+# ---------------------------------------------------------------------------------------------------------
+# SFT schemas
+
+
+@pytest.mark.parametrize(
+    "row, expected",
+    [
+        ({"messages": [S("Be brief."), U("2+2?"), A("4")]}, {"messages": [S("Be brief."), U("2+2?"), A("4")]}),
+        ({"prompt": "2+2?", "completion": "4"}, {"prompt": [U("2+2?")], "completion": [A("4")]}),
+        ({"prompt": [U("2+2?")], "completion": [A("4")]}, {"prompt": [U("2+2?")], "completion": [A("4")]}),
+        ({"prompt": "2+2?", "response": "4"}, {"prompt": [U("2+2?")], "completion": [A("4")]}),
+        ({"question": "2+2?", "response_j": "4", "response_k": "5"}, {"prompt": [U("2+2?")], "completion": [A("4")]}),
+        ({"prompt": "2+2?", "chosen": "4"}, {"prompt": [U("2+2?")], "completion": [A("4")]}),
+        ({"question": "2+2?", "answer": "2+2=4\n#### 4"}, {"prompt": [U("2+2?")], "completion": [A("2+2=4\n#### 4")]}),
+        ({"text": "Once upon a time."}, {"text": "Once upon a time."}),
+        (  # chosen/rejected conversations: the chosen answer is the target
+            {"chosen": [U("2+2?"), A("4")], "rejected": [U("2+2?"), A("5")]},
+            {"prompt": [U("2+2?")], "completion": [A("4")]},
+        ),
+    ],
+    ids=[
+        "messages",
+        "prompt+completion",
+        "prompt+completion-chat",
+        "prompt+response",
+        "question+response_j",
+        "prompt+chosen",
+        "question+answer",
+        "text",
+        "implicit-preference",
+    ],
+)
+def test_sft_schemas(prepare, row, expected):
+    rows, _ = prepare([row, row], "sft")
+    assert rows == [expected, expected]
+
+
+def test_sft_without_chat_template_uses_question_answer_text(prepare, plain_tokenizer):
+    rows, report = prepare(
+        [{"messages": [S("Be brief."), U("2+2?"), A("4"), U("3+3?"), A("6")]}], "sft", tokenizer=plain_tokenizer
+    )
+    assert not report.chat
+    assert rows == [
+        {"prompt": "Be brief.\n\nQuestion: 2+2?\n\nAnswer: 4\n\nQuestion: 3+3?\n\nAnswer:", "completion": " 6"}
+    ]
+    rows, _ = prepare([{"question": "2+2?", "answer": "4"}], "sft", tokenizer=plain_tokenizer)
+    assert rows == [{"prompt": "Question: 2+2?\n\nAnswer:", "completion": " 4"}]
+
+
+def test_chat_rows_without_an_answer_are_dropped_and_counted(prepare):
+    rows, report = prepare([{"messages": [U("hi")]}, {"messages": [U("2+2?"), A("4")]}], "sft")
+    assert len(rows) == 1
+    assert report.dropped == {"no assistant turn in 'messages'": 1}
+    assert report.counts[:2] == [("loaded", 2), ("normalized (messages)", 1)]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Preference schemas
+
+PAIR = {"prompt": [U("2+2?")], "chosen": [A("4")], "rejected": [A("5")]}
+
+
+@pytest.mark.parametrize(
+    "row",
+    [
+        {"prompt": "2+2?", "chosen": "4", "rejected": "5"},
+        {"prompt": [U("2+2?")], "chosen": [A("4")], "rejected": [A("5")]},
+        {"chosen": [U("2+2?"), A("4")], "rejected": [U("2+2?"), A("5")]},  # implicit prompt (UltraFeedback, trl-lib)
+        {"prompt": "2+2?", "chosen": [U("2+2?"), A("4")], "rejected": [U("2+2?"), A("5")]},  # prompt and full turns
+        {"question": "2+2?", "response_j": "4", "response_k": "5"},  # stack-exchange-paired
+        {"chosen": "\n\nHuman: 2+2?\n\nAssistant: 4", "rejected": "\n\nHuman: 2+2?\n\nAssistant: 5"},  # Anthropic HH
+        {"context": [U("2+2?")], "response1": "4", "response2": "5", "overall_preference": -2},  # HelpSteer3
+        {"context": [U("2+2?")], "response1": "5", "response2": "4", "overall_preference": 1},
+    ],
+    ids=[
+        "strings",
+        "messages",
+        "implicit",
+        "prompt+conversations",
+        "response_j_k",
+        "hh",
+        "helpsteer3-neg",
+        "helpsteer3-pos",
+    ],
+)
+def test_preference_schemas(prepare, row):
+    rows, _ = prepare([row], "preference")
+    assert rows == [PAIR]
+
+
+def test_multi_turn_implicit_prompt_keeps_the_shared_turns(prepare):
+    chosen = [U("hi"), A("hello"), U("2+2?"), A("4")]
+    rejected = [U("hi"), A("hello"), U("2+2?"), A("5")]
+    rows, _ = prepare([{"chosen": chosen, "rejected": rejected}], "preference")
+    assert rows == [{"prompt": chosen[:3], "chosen": [A("4")], "rejected": [A("5")]}]
+
+
+def test_hh_multi_turn_transcripts(prepare):
+    chosen = "\n\nHuman: hi\n\nAssistant: hello\n\nHuman: 2+2?\n\nAssistant: 4"
+    rejected = "\n\nHuman: hi\n\nAssistant: hello\n\nHuman: 2+2?\n\nAssistant: five"
+    rows, _ = prepare([{"chosen": chosen, "rejected": rejected}], "preference")
+    assert rows == [{"prompt": [U("hi"), A("hello"), U("2+2?")], "chosen": [A("4")], "rejected": [A("five")]}]
+
+
+def test_helpsteer3_ties_are_dropped_and_language_filter(prepare):
+    def row(preference, language):
+        return {
+            "context": [U("q")],
+            "response1": "a",
+            "response2": "b",
+            "overall_preference": preference,
+            "language": language,
+        }
+
+    data = [row(-1, "english"), row(0, "english"), row(3, "english"), row(-2, "german")]
+    rows, report = prepare(data, "preference", "data.language=english")
+    assert rows == [
+        {"prompt": [U("q")], "chosen": [A("a")], "rejected": [A("b")]},
+        {"prompt": [U("q")], "chosen": [A("b")], "rejected": [A("a")]},
+    ]
+    assert report.counts[:3] == [
+        ("loaded", 4),
+        ("language = english", 3),
+        ("normalized (HelpSteer3: context + response1 + response2 + overall_preference)", 2),
+    ]
+    assert report.dropped == {"tie (overall_preference = 0)": 1}
+
+
+def test_identical_pairs_are_dropped(prepare):
+    same = {"chosen": [U("q"), A("a")], "rejected": [U("q"), A("a")]}
+    _, report = prepare([same, {"prompt": "q", "chosen": "a", "rejected": "b"}], "preference")
+    assert report.dropped == {"chosen and rejected are identical": 1}
+
+
+def test_preference_without_chat_template(prepare, plain_tokenizer):
+    rows, _ = prepare([{"prompt": "2+2?", "chosen": "4", "rejected": "5"}], "preference", tokenizer=plain_tokenizer)
+    assert rows == [{"prompt": "Question: 2+2?\n\nAnswer:", "chosen": " 4", "rejected": " 5"}]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Prompt-only schemas
+
+
+@pytest.mark.parametrize(
+    "row, expected",
+    [
+        ({"prompt": "2+2?", "solution": "4"}, {"prompt": [U("2+2?")], "solution": "4"}),
+        ({"prompt": [S("s"), U("2+2?")], "answer": "4"}, {"prompt": [S("s"), U("2+2?")], "answer": "4"}),
+        (
+            {"question": "2+2?", "answer": "2+2=4\n#### 4"},
+            {"prompt": [U("2+2?")], "answer": "2+2=4\n#### 4", "solution": "4"},
+        ),  # GSM8K
+        (
+            {"question": "2+2?", "answer": "so #### 1,234"},
+            {"prompt": [U("2+2?")], "answer": "so #### 1,234", "solution": "1234"},
+        ),
+        ({"question": "2+2?"}, {"prompt": [U("2+2?")]}),
+        ({"context": [U("2+2?")], "domain": "math"}, {"prompt": [U("2+2?")], "domain": "math"}),
+        ({"messages": [U("2+2?"), A("4")]}, {"prompt": [U("2+2?")]}),
+        ({"prompt": "2+2?", "chosen": "4", "rejected": "5"}, {"prompt": [U("2+2?")]}),
+        ({"chosen": [U("2+2?"), A("4")], "rejected": [U("2+2?"), A("5")]}, {"prompt": [U("2+2?")]}),
+    ],
+    ids=[
+        "prompt+solution",
+        "prompt-messages",
+        "gsm8k",
+        "gsm8k-thousands",
+        "question",
+        "context",
+        "messages",
+        "explicit-preference",
+        "implicit-preference",
+    ],
+)
+def test_prompt_schemas_keep_other_columns(prepare, row, expected):
+    rows, _ = prepare([row], "prompt")
+    assert rows == [expected]
+
+
+def test_prompt_without_chat_template(prepare, plain_tokenizer):
+    rows, _ = prepare([{"prompt": "2+2?", "answer": "4"}], "prompt", tokenizer=plain_tokenizer)
+    assert rows == [{"prompt": "Question: 2+2?\n\nAnswer:", "answer": "4"}]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Column mapping and schema errors
+
+
+def test_column_mapping(prepare):
+    rows, report = prepare(
+        [{"instruction": "2+2?", "output": "4", "prompt": "ignored"}],
+        "sft",
+        "data.columns.prompt=instruction",
+        "data.columns.completion=output",
+    )
+    assert rows == [{"prompt": [U("2+2?")], "completion": [A("4")]}]
+    assert report.mapping == {"prompt": "instruction", "completion": "output"}
+
+
+def test_mapping_to_a_missing_column(prepare):
+    with pytest.raises(LlmrlError, match=r"data.columns.prompt=instr: no such column; the dataset's columns: a, b"):
+        prepare([{"a": 1, "b": 2}], "sft", "data.columns.prompt=instr")
+
+
+def test_columns_matching_no_schema_list_columns_and_schemas(prepare):
+    with pytest.raises(LlmrlError) as error:
+        prepare([{"foo": "x", "bar": "y"}], "preference")
+    message = str(error.value)
+    assert "no preference schema matches the columns [foo, bar]" in message
+    assert "prompt + chosen + rejected" in message and "question + response_j + response_k" in message
+    assert "--set data.columns.prompt=COLUMN" in message and "\n" not in message
+
+
+def test_bad_message_lists(prepare):
+    with pytest.raises(LlmrlError, match="column 'messages' must hold text or a list of {role, content} messages"):
+        prepare([{"messages": [{"speaker": "me"}]}], "sft")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Lengths and filters
+
+
+def test_percentiles():
+    assert percentiles(list(range(1, 101))) == {"p50": 50, "p95": 95, "max": 100}
+    assert percentiles([7]) == {"p50": 7, "p95": 7, "max": 7}
+
+
+def test_long_prompts_are_dropped_and_reported(prepare, chat_tokenizer):
+    rows = [{"prompt": "word " * n, "completion": "ok"} for n in (1, 5, 40, 80)]
+    prompt_tokens = [
+        len(
+            chat_tokenizer.apply_chat_template(
+                [U(r["prompt"])], add_generation_prompt=True, tokenize=True, return_dict=True
+            )["input_ids"]
+        )
+        for r in rows
+    ]
+    kept, report = prepare(rows, "sft", "max_length=64")
+    limit = int(0.7 * 64)
+    assert len(kept) == sum(n <= limit for n in prompt_tokens) == 2
+    assert report.counts[-1] == (f"prompt <= {limit} tokens", 2)
+    assert report.dropped == {f"prompt longer than 70% of max_length ({limit} tokens)": 2}
+    assert report.prompt_lengths["max"] == max(prompt_tokens)
+
+    kept, report = prepare(rows, "sft", "max_length=64", "data.max_prompt_fraction=1.0")
+    assert len(kept) == sum(n <= 64 for n in prompt_tokens)
+
+
+def test_max_length_auto_is_the_95th_percentile(prepare):
+    rows = [{"prompt": "q", "completion": "word " * n} for n in range(1, 41)]
+    _, report = prepare(rows, "sft", "max_length=auto")
+    assert report.max_length == report.total_lengths["p95"]
+    assert report.max_length_note == "auto: p95 of the tokenized training examples"
+    assert report.total_lengths["p50"] < report.max_length <= report.total_lengths["max"]
+
+
+def test_max_length_auto_is_capped_by_the_model(prepare):
+    rows = [{"prompt": "q", "completion": "word " * 3000}]
+    _, report = prepare(rows, "sft", "max_length=auto")
+    assert report.max_length == 2048  # builtin:tiny's max_position_embeddings
+    assert "capped by the model's context of 2048" in report.max_length_note
+
+
+def test_zero_rows_after_filtering(prepare):
+    with pytest.raises(LlmrlError, match="has no rows left after dropping prompts over 2 tokens"):
+        prepare([{"prompt": "a long prompt here", "completion": "x"}], "sft", "max_length=4")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Sources
 
 
 def test_builtin_samples_have_train_and_test_splits():
     assert BUILTIN_DATASETS == ("builtin:preference", "builtin:prompts", "builtin:sft")
     for name in BUILTIN_DATASETS:
-        train, test = load_split(cfg_for(name), "train"), load_split(cfg_for(name), "test")
-        assert len(train) >= 300 and len(test) == 100
-    sft = load_split(cfg_for("builtin:sft"), "train")
-    assert sft[0]["messages"][-1]["role"] == "assistant" and "####" in sft[0]["messages"][-1]["content"]
-    prompts = load_split(cfg_for("builtin:prompts"), "test")
-    assert set(prompts.column_names) == {"prompt", "answer"}
+        cfg = load_config(sets=[f"dataset={name}"])
+        assert len(load_split(cfg, "train")) >= 300 and len(load_split(cfg, "test")) == 100
 
 
 def test_sample_splits_do_not_overlap():
-    for name in BUILTIN_DATASETS:
-        key = "messages" if name == "builtin:sft" else "prompt"
-        questions = [
-            {json.dumps(row[key][-2 if name == "builtin:sft" else -1]) for row in load_split(cfg_for(name), split)}
-            for split in ("train", "test")
-        ]
-        assert not questions[0] & questions[1], name
+    cfg = load_config(sets=["dataset=builtin:prompts"])
+    train, test = ({json.dumps(r["prompt"]) for r in load_split(cfg, s)} for s in ("train", "test"))
+    assert not train & test
 
 
-@pytest.mark.parametrize("suffix", [".jsonl", ".json", ".csv", ".parquet"])
+def test_short_names_pick_the_split_for_the_method():
+    cfg = load_config(sets=["dataset=ultrafeedback"])
+    assert [default_split(cfg, k) for k in ("sft", "preference", "prompt")] == ["train_sft", "train_prefs", "train_gen"]
+    assert default_split(load_config(sets=["dataset=ultrafeedback", "split=test_prefs"]), "preference") == "test_prefs"
+    assert default_split(load_config(sets=["dataset=gsm8k"]), "prompt") == "train"
+
+
+def test_hub_loading_offline_is_a_clear_error():
+    with pytest.raises(LlmrlError, match=r"could not load dataset 'openai/gsm8k' \(split 'train'\) from the Hugging"):
+        load_split(load_config(sets=["dataset=gsm8k"]), kind="prompt")
+
+
+ROWS = [{"prompt": f"p{i}", "completion": f"c{i}"} for i in range(5)]
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".json", "-lines.json", ".csv", ".parquet"])
 def test_local_file_formats(tmp_path, suffix):
     import pandas as pd
 
@@ -45,49 +365,137 @@ def test_local_file_formats(tmp_path, suffix):
     {
         ".jsonl": lambda: frame.to_json(path, orient="records", lines=True),
         ".json": lambda: path.write_text(json.dumps(ROWS)),
+        "-lines.json": lambda: frame.to_json(path, orient="records", lines=True),
         ".csv": lambda: frame.to_csv(path, index=False),
         ".parquet": lambda: frame.to_parquet(path),
     }[suffix]()
-    dataset = load_split(cfg_for(path), "train")
-    assert dataset.to_list() == ROWS
+    assert load_split(load_config(sets=[f"dataset={path}"]), "train").to_list() == ROWS
 
 
 def test_folder_of_split_files(tmp_path):
     for split, rows in (("train", ROWS), ("test", ROWS[:2])):
         (tmp_path / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    assert len(load_split(cfg_for(tmp_path), "train")) == 5
-    assert load_split(cfg_for(tmp_path), "test").to_list() == ROWS[:2]
+    cfg = load_config(sets=[f"dataset={tmp_path}"])
+    assert len(load_split(cfg, "train")) == 5 and load_split(cfg, "test").to_list() == ROWS[:2]
     with pytest.raises(LlmrlError, match="split 'validation' not found in .*; splits there: test, train"):
-        load_split(cfg_for(tmp_path), "validation")
+        load_split(cfg, "validation")
 
 
-def test_max_samples(tmp_path):
-    assert len(load_split(cfg_for("builtin:sft", "data.max_samples=7"), "train")) == 7
+def test_max_samples():
+    assert len(load_split(load_config(sets=["dataset=builtin:sft", "data.max_samples=7"]), "train")) == 7
 
 
 @pytest.mark.parametrize(
-    "content, message",
+    "name, content, message",
     [
-        ("", "could not read dataset|has no rows"),
-        ('{"prompt": "a", "completion": \n', "could not read dataset"),
+        (
+            "bad.jsonl",
+            '{"prompt": "a", "completion": "b"}\n{"prompt": "a", "completion": \n',
+            r"bad.jsonl: line 2 is not valid JSON",
+        ),
+        ("bad.json", '[\n  {"prompt": "a"},\n  {"prompt": }\n]', r"bad.json: line 3 is not valid JSON"),
+        ("empty.jsonl", "", r"could not read dataset|has no rows"),
+        ("binary.jsonl", b"\xff\xfe\x00garbage", r"could not read dataset"),
     ],
 )
-def test_bad_files(tmp_path, content, message):
-    path = tmp_path / "bad.jsonl"
-    path.write_text(content)
+def test_bad_files(tmp_path, name, content, message):
+    path = tmp_path / name
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
     with pytest.raises(LlmrlError, match=message):
-        load_split(cfg_for(path), "train")
+        load_split(load_config(sets=[f"dataset={path}"]), "train")
 
 
 def test_single_file_has_only_train(tmp_path):
     path = tmp_path / "d.jsonl"
     path.write_text(json.dumps(ROWS[0]) + "\n")
     with pytest.raises(LlmrlError, match="a single dataset file has only the 'train' split, not 'test'"):
-        load_split(cfg_for(path), "test")
+        load_split(load_config(sets=[f"dataset={path}"]), "test")
 
 
 def test_unknown_builtin_and_missing_path():
     with pytest.raises(LlmrlError, match="unknown built-in dataset 'builtin:nope'; built-in datasets: builtin:pref"):
-        load_split(cfg_for("builtin:nope"), "train")
+        load_split(load_config(sets=["dataset=builtin:nope"]))
     with pytest.raises(LlmrlError, match="dataset file or folder not found: ./missing"):
-        load_split(cfg_for("./missing"), "train")
+        load_split(load_config(sets=["dataset=./missing"]))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Through the CLI
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ('{"prompt": "a"\n', "line 1 is not valid JSON"),
+        ('{"foo": "a"}\n', "no sft schema matches the columns [foo]"),
+        ('{"prompt": "a very long prompt indeed", "completion": "b"}\n', "has no rows left after dropping prompts"),
+    ],
+)
+def test_bad_data_in_a_run_is_one_line_and_writes_nothing(tmp_path, content, message):
+    (tmp_path / "d.jsonl").write_text(content)
+    out = tmp_path / "out"
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "--model",
+            "builtin:tiny",
+            "--dataset",
+            str(tmp_path / "d.jsonl"),
+            "--output-dir",
+            str(out),
+            "--set",
+            "max_length=6",
+        ],
+    )
+    assert result.exit_code == 2, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and message in errors[0]
+    assert "Traceback" not in result.output
+    assert not out.exists()
+
+
+def test_data_inspect(tmp_path):
+    path = tmp_path / "d.jsonl"
+    rows = [{"instruction": "What is 2+2?", "output": "4"}, {"instruction": "x " * 600, "output": "long"}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = runner.invoke(
+        app,
+        [
+            "data",
+            "inspect",
+            "--dataset",
+            str(path),
+            "--method",
+            "sft",
+            "--set",
+            "data.columns.prompt=instruction",
+            "--set",
+            "data.columns.completion=output",
+            "--set",
+            "max_length=256",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "schema      prompt + completion" in out
+    assert "mapping     prompt <- instruction, completion <- output" in out
+    assert "loaded: 2 -> normalized (prompt + completion): 2 -> prompt <= 179 tokens: 1" in out.replace("\n", " ")
+    assert "dropped 1: prompt longer than 70% of max_length (179 tokens)" in out
+    assert "tokens      prompt p50" in out and "max_length  256 (as set)" in out
+    prompt_part = out.split("--- prompt ---")[1].split("--- trained ---")[0]
+    trained_part = out.split("--- trained ---")[1]
+    assert "What is 2+2?" in prompt_part and "4<|im_end|>" in trained_part and "What is" not in trained_part
+
+
+def test_data_inspect_preference_and_prompts():
+    result = runner.invoke(app, ["data", "inspect", "--dataset", "builtin:preference", "--method", "dpo"])
+    assert result.exit_code == 0, result.output
+    assert "--- chosen ---" in result.output and "--- rejected ---" in result.output
+    result = runner.invoke(app, ["data", "inspect", "--dataset", "builtin:prompts", "--method", "grpo"])
+    assert result.exit_code == 0 and "--- column answer ---" in result.output
+
+
+def test_data_inspect_bad_method():
+    result = runner.invoke(app, ["data", "inspect", "--dataset", "builtin:sft", "--method", "foo"])
+    assert result.exit_code == 2 and "error: unknown method 'foo'" in result.output

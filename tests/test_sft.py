@@ -59,7 +59,8 @@ def test_prompt_completion_data_is_supervised_on_the_completion_only(tmp_path):
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     cfg = load_config(sets=[f"dataset={path}", "model=builtin:tiny", f"output_dir={tmp_path / 'out'}"])
     _, supervised, _ = supervised_text(build_trainer(cfg), 0)
-    assert supervised == " 1<|im_end|>"
+    # string pairs are rendered with the chat template; the loss covers the answer and the turn's closing text
+    assert supervised == " 1<|im_end|>\n"
 
 
 def test_sft_run_learns_and_writes_every_output(tmp_path, chat_jsonl, tiny_model_path):
@@ -191,3 +192,23 @@ def test_lora_trains_only_the_adapter_and_saves_it_in_peft_format(tmp_path, chat
     assert not torch.equal(
         merged["model.layers.0.self_attn.q_proj.weight"], original["model.layers.0.self_attn.q_proj.weight"]
     )
+
+
+def test_template_without_generation_markers_trains_on_the_last_turn_only(tmp_path, tiny_model_path, caplog):
+    import shutil
+
+    model_dir = tmp_path / "no-markers"
+    shutil.copytree(tiny_model_path, model_dir)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    tokenizer.chat_template = tokenizer.chat_template.replace("{% generation %}", "").replace("{% endgeneration %}", "")
+    tokenizer.save_pretrained(model_dir)
+    rows = [{"messages": [{"role": "user", "content": "1+1?"}, {"role": "assistant", "content": "2"},
+                          {"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"}]}] * 2
+    path = tmp_path / "multi.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = load_config(sets=[f"dataset={path}", f"model={model_dir}", f"output_dir={tmp_path / 'out'}"])
+    with caplog.at_level("WARNING", logger="llmrl"):
+        trainer = build_trainer(cfg)
+    assert "training on the last assistant turn of each conversation only" in caplog.text
+    whole, supervised, _ = supervised_text(trainer, 0)
+    assert "1+1?" in whole and supervised == "4<|im_end|>\n"

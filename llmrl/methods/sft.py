@@ -1,20 +1,24 @@
 """Supervised fine-tuning: teach a model to answer like the dataset, with TRL's ``SFTTrainer``.
 
-The loss covers only what the model should learn to write: the assistant turns of chat data (``messages``),
-or the completion of prompt/completion data; never the prompt, the system text or the padding.
+The loss covers only what the model should learn to write: every assistant turn of chat data, or the answer
+of prompt/answer data; never the prompt, the system text or the padding. Any SFT schema the data layer
+knows (``llmrl data inspect --method sft``) works; plain ``text`` data is trained on in full.
 
     llmrl train --method sft --model builtin:tiny --dataset builtin:sft --output-dir runs/sft --max-steps 20
 """
 
+import logging
 from pathlib import Path
 
 from trl import SFTConfig, SFTTrainer
 from trl.chat_template_utils import get_training_chat_template, has_generation_markers
 
 from llmrl.config import TrainingConfig
-from llmrl.data import load_split
+from llmrl.data import prepare_dataset
 from llmrl.errors import LlmrlError
 from llmrl.training import load_causal_lm, load_tokenizer, peft_config, train_and_save, trl_config
+
+logger = logging.getLogger("llmrl")
 
 
 def train(cfg: TrainingConfig) -> Path:
@@ -22,19 +26,33 @@ def train(cfg: TrainingConfig) -> Path:
 
 
 def build_trainer(cfg: TrainingConfig) -> SFTTrainer:
-    train_dataset = load_split(cfg, cfg.split)
-    eval_dataset = load_split(cfg, cfg.eval_split) if cfg.eval_split else None
     tokenizer = load_tokenizer(cfg)
+    train_dataset, report = prepare_dataset(cfg, tokenizer, "sft")
+    report.log()
+    eval_dataset = None
+    if cfg.eval_split:
+        eval_dataset, eval_report = prepare_dataset(cfg, tokenizer, "sft", cfg.eval_split, report.max_length)
+        eval_report.log()
 
     is_chat = "messages" in train_dataset.column_names
     assistant_only_loss = cfg.sft.assistant_only_loss if cfg.sft.assistant_only_loss is not None else is_chat
-    if assistant_only_loss:
-        check_chat_template(cfg, tokenizer, is_chat)
+    if assistant_only_loss and not is_chat:
+        raise LlmrlError("sft.assistant_only_loss=true needs multi-turn chat data (a 'messages' column)")
+    if assistant_only_loss and not cfg.sft.chat_template_path and not can_mask_assistant_turns(tokenizer):
+        logger.warning(
+            "the chat template of %s has no {%% generation %%} markers and TRL has no training template for it: "
+            "training on the last assistant turn of each conversation only",
+            cfg.model,
+        )
+        train_dataset, eval_dataset = (
+            last_turn_only(d) if d is not None else None for d in (train_dataset, eval_dataset)
+        )
+        assistant_only_loss = False
 
     args = trl_config(
         cfg,
         SFTConfig,
-        max_length=cfg.max_length,
+        max_length=report.max_length,
         packing=cfg.sft.packing,
         assistant_only_loss=assistant_only_loss,
         chat_template_path=cfg.sft.chat_template_path,
@@ -50,25 +68,22 @@ def build_trainer(cfg: TrainingConfig) -> SFTTrainer:
     )
 
 
-def check_chat_template(cfg: TrainingConfig, tokenizer, is_chat: bool) -> None:
-    """Fail before training when the loss cannot be limited to the assistant's turns."""
-    if not is_chat:
-        raise LlmrlError("sft.assistant_only_loss=true needs chat data (a 'messages' column)")
-    if cfg.sft.chat_template_path:
-        return  # TRL loads and checks the template the user named
-    template = tokenizer.chat_template
-    if not template:
-        raise LlmrlError(
-            f"model '{cfg.model}' has no chat template for chat data: set sft.chat_template_path "
-            "to a tokenizer folder or Jinja file that has one"
-        )
-    if has_generation_markers(template):
-        return
+def can_mask_assistant_turns(tokenizer) -> bool:
+    """Whether TRL can tell the assistant's tokens apart in this tokenizer's chat template."""
+    if has_generation_markers(tokenizer.chat_template):
+        return True
     try:
         get_training_chat_template(tokenizer)
     except Exception:
-        raise LlmrlError(
-            f"the chat template of '{cfg.model}' has no {{% generation %}} markers and TRL has no training "
-            "template for it, so the loss cannot be limited to assistant turns; set sft.chat_template_path to a "
-            "template with the markers, or sft.assistant_only_loss=false to train on whole conversations"
-        ) from None
+        return False
+    return True
+
+
+def last_turn_only(dataset):
+    """Chat rows as prompt/completion: everything before the last assistant turn is prompt (not trained on)."""
+
+    def split(messages):
+        last = max(i for i, m in enumerate(messages) if m["role"] == "assistant")
+        return {"prompt": messages[:last], "completion": messages[last : last + 1]}
+
+    return dataset.map(split, input_columns="messages", remove_columns=["messages"])

@@ -1,0 +1,301 @@
+"""Recognise a dataset's schema from its columns and turn each row into one shape, whatever the source.
+
+Every schema is read into an ``Example``: the prompt as a list of chat messages, plus the answer (SFT), the
+chosen and rejected answers (preference), or nothing more (prompt-only), and the columns to keep (such as
+``solution`` for reward functions). ``render`` then writes an Example in TRL's formats: conversational when
+the tokenizer has a chat template, otherwise plain strings in the form ``Question: ...\\n\\nAnswer: ...``.
+
+Pure Python: nothing here imports torch, transformers or datasets.
+"""
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from llmrl.errors import LlmrlError
+
+# What each method's data becomes: supervised answers, preference pairs, or prompts for online RL / eval.
+METHOD_KINDS = {
+    "sft": "sft",
+    "reward": "preference",
+    "dpo": "preference",
+    "kto": "preference",
+    "grpo": "prompt",
+    "rloo": "prompt",
+    "ppo": "prompt",
+    "eval": "prompt",
+}
+Messages = list[dict[str, str]]
+
+
+class DropRow(Exception):
+    """A row that cannot be used (a tie, a missing answer); the reason is counted and reported."""
+
+
+@dataclass
+class Example:
+    """One row in a source-independent form."""
+
+    prompt: Messages  # the conversation before the answer (empty for plain text)
+    answer: Messages | None = None  # SFT: the assistant turn(s) to learn
+    chosen: Messages | None = None  # preference: the better answer
+    rejected: Messages | None = None  # preference: the worse answer
+    text: str | None = None  # language-modeling text (the `text` schema)
+    conversation: Messages | None = None  # chat data whose every assistant turn is trained on (`messages`)
+    keep: dict[str, Any] = field(default_factory=dict)  # other columns, passed through (solution, answer, ...)
+
+
+@dataclass(frozen=True)
+class Schema:
+    name: str  # shown to the user, e.g. "question + response_j + response_k"
+    columns: tuple[str, ...]  # required columns
+    read: Callable[[dict], Example]  # row -> Example (raises DropRow to skip a row)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Reading values
+
+
+def user(text: str) -> Messages:
+    return [{"role": "user", "content": text}]
+
+
+def assistant(text: str) -> Messages:
+    return [{"role": "assistant", "content": text}]
+
+
+def as_messages(value, column: str, default_role: str) -> Messages:
+    """A string becomes one message of default_role; a list must be role/content messages."""
+    if isinstance(value, str):
+        return [{"role": default_role, "content": value}]
+    if isinstance(value, list) and all(isinstance(m, dict) and "role" in m and "content" in m for m in value):
+        return [{"role": str(m["role"]), "content": "" if m["content"] is None else str(m["content"])} for m in value]
+    raise LlmrlError(f"column '{column}' must hold text or a list of {{role, content}} messages, got {value!r:.80}")
+
+
+def split_last_turn(messages: Messages, column: str) -> tuple[Messages, Messages]:
+    """(conversation before the last assistant turn, that turn)."""
+    for i in range(len(messages) - 1, -1, -1):
+        if messages[i]["role"] == "assistant":
+            return messages[:i], messages[i : i + 1]
+    raise DropRow(f"no assistant turn in '{column}'")
+
+
+def common_prefix(chosen: Messages, rejected: Messages) -> int:
+    n = 0
+    while n < min(len(chosen), len(rejected)) and chosen[n] == rejected[n]:
+        n += 1
+    return n
+
+
+HH_TURN = re.compile(r"\n\n(Human|Assistant): ")
+
+
+def parse_hh(transcript: str) -> Messages:
+    """Anthropic HH transcripts ("\\n\\nHuman: ...\\n\\nAssistant: ...") as messages."""
+    parts = HH_TURN.split("\n\n" + transcript.lstrip("\n"))  # parts[0] is whatever came before the first turn
+    roles = {"Human": "user", "Assistant": "assistant"}
+    return [{"role": roles[parts[i]], "content": parts[i + 1].strip()} for i in range(1, len(parts) - 1, 2)]
+
+
+def is_hh(value) -> bool:
+    return isinstance(value, str) and bool(re.match(r"\s*(\n\n)?Human: ", value)) and "\n\nAssistant:" in value
+
+
+GSM8K_ANSWER = re.compile(r"####\s*(.+?)\s*$", re.S)
+
+
+def gsm8k_solution(answer: str) -> str | None:
+    """The final answer after '####' in a GSM8K-style worked answer, without thousands separators."""
+    match = GSM8K_ANSWER.search(answer or "")
+    return match.group(1).replace(",", "").strip() if match else None
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Schemas: each reads one row into an Example. Order matters: the first whose columns are present wins.
+
+
+def read_messages(row) -> Example:
+    messages = as_messages(row["messages"], "messages", "user")
+    prompt, last = split_last_turn(messages, "messages")
+    return Example(prompt=prompt, answer=last, conversation=messages)
+
+
+def read_prompt_answer(answer_column: str) -> Callable[[dict], Example]:
+    def read(row) -> Example:
+        prompt = as_messages(row["prompt"], "prompt", "user")
+        answer = as_messages(row[answer_column], answer_column, "assistant")
+        if len(answer) > len(prompt) and answer[: len(prompt)] == prompt:  # a whole conversation beside its prompt
+            answer = answer[len(prompt) :]
+        return Example(prompt=prompt, answer=answer)
+
+    return read
+
+
+def read_question_answer(answer_column: str) -> Callable[[dict], Example]:
+    def read(row) -> Example:
+        return Example(prompt=user(row["question"]), answer=assistant(row[answer_column]))
+
+    return read
+
+
+def read_text(row) -> Example:
+    return Example(prompt=[], text=str(row["text"]))
+
+
+def read_preference(row) -> Example:
+    """prompt + chosen + rejected, or chosen + rejected holding whole conversations (implicit prompt)."""
+    if is_hh(row["chosen"]) and is_hh(row["rejected"]):
+        chosen, rejected = parse_hh(row["chosen"]), parse_hh(row["rejected"])
+    else:
+        chosen = as_messages(row["chosen"], "chosen", "assistant")
+        rejected = as_messages(row["rejected"], "rejected", "assistant")
+    prompt = as_messages(row["prompt"], "prompt", "user") if row.get("prompt") else []
+    shared = common_prefix(chosen, rejected)
+    if shared and not prompt:  # implicit prompt: the turns both conversations share
+        prompt, chosen, rejected = chosen[:shared], chosen[shared:], rejected[shared:]
+    elif prompt and chosen[: len(prompt)] == prompt and rejected[: len(prompt)] == prompt:
+        chosen, rejected = chosen[len(prompt) :], rejected[len(prompt) :]  # full conversations beside a prompt
+    if not chosen or not rejected:
+        raise DropRow("chosen and rejected are identical")
+    if not prompt:
+        raise DropRow("no prompt")
+    return Example(prompt=prompt, chosen=chosen, rejected=rejected, answer=chosen)
+
+
+def read_response_j_k(row) -> Example:
+    """Stack Exchange paired: response_j is the preferred answer to question."""
+    chosen, rejected = assistant(row["response_j"]), assistant(row["response_k"])
+    return Example(prompt=user(row["question"]), chosen=chosen, rejected=rejected, answer=chosen)
+
+
+def read_helpsteer3(row) -> Example:
+    """HelpSteer3 preference: overall_preference < 0 prefers response1, > 0 response2, 0 is a tie."""
+    preference = row["overall_preference"]
+    if preference is None or preference == 0:
+        raise DropRow("tie (overall_preference = 0)")
+    first, second = assistant(row["response1"]), assistant(row["response2"])
+    chosen, rejected = (first, second) if preference < 0 else (second, first)
+    return Example(
+        prompt=as_messages(row["context"], "context", "user"), chosen=chosen, rejected=rejected, answer=chosen
+    )
+
+
+def read_prompt_only(column: str) -> Callable[[dict], Example]:
+    def read(row) -> Example:
+        messages = as_messages(row[column], column, "user")
+        if messages and messages[-1]["role"] == "assistant":  # a conversation that ends in an answer
+            messages, _ = split_last_turn(messages, column)
+        return Example(prompt=messages)
+
+    return read
+
+
+def read_gsm8k_prompt(row) -> Example:
+    solution = gsm8k_solution(row["answer"]) if isinstance(row.get("answer"), str) else None
+    return Example(prompt=user(row["question"]), keep={"solution": solution} if solution is not None else {})
+
+
+PREFERENCE_SCHEMAS = [
+    Schema("prompt + chosen + rejected", ("prompt", "chosen", "rejected"), read_preference),
+    Schema("chosen + rejected (implicit prompt or HH transcripts)", ("chosen", "rejected"), read_preference),
+    Schema("question + response_j + response_k", ("question", "response_j", "response_k"), read_response_j_k),
+    Schema(
+        "HelpSteer3: context + response1 + response2 + overall_preference",
+        ("context", "response1", "response2", "overall_preference"),
+        read_helpsteer3,
+    ),
+]
+SCHEMAS = {
+    "sft": [
+        Schema("messages", ("messages",), read_messages),
+        Schema("prompt + completion", ("prompt", "completion"), read_prompt_answer("completion")),
+        Schema("prompt + response", ("prompt", "response"), read_prompt_answer("response")),
+        Schema("question + response_j", ("question", "response_j"), read_question_answer("response_j")),
+        Schema("prompt + chosen", ("prompt", "chosen"), read_prompt_answer("chosen")),
+        Schema("question + answer", ("question", "answer"), read_question_answer("answer")),
+        Schema("text", ("text",), read_text),
+        *PREFERENCE_SCHEMAS[1:],  # the chosen answer of any other preference data
+    ],
+    "preference": PREFERENCE_SCHEMAS,
+    "prompt": [
+        Schema("question + answer (GSM8K: solution from '#### N')", ("question", "answer"), read_gsm8k_prompt),
+        Schema("prompt", ("prompt",), read_prompt_only("prompt")),
+        Schema("question", ("question",), read_prompt_only("question")),
+        Schema("context", ("context",), read_prompt_only("context")),
+        Schema("messages", ("messages",), read_prompt_only("messages")),
+        Schema("chosen + rejected (prompt part)", ("chosen", "rejected"), read_preference),
+    ],
+}
+# Columns a schema consumes; for prompt-only data every other column is kept for reward functions.
+CONSUMED = {"prompt", "question", "context", "messages", "chosen", "rejected"}
+
+
+def detect(columns: list[str], kind: str) -> Schema:
+    """The first schema of ``kind`` whose columns are all present, or an error listing what is accepted."""
+    for schema in SCHEMAS[kind]:
+        if all(c in columns for c in schema.columns):
+            return schema
+    accepted = "; ".join(s.name for s in SCHEMAS[kind])
+    raise LlmrlError(
+        f"no {kind} schema matches the columns [{', '.join(columns)}]; accepted: {accepted}; "
+        "map other names with --set data.columns.prompt=COLUMN (likewise completion, chosen, rejected, ...)"
+    )
+
+
+def read_row(schema: Schema, row: dict, kind: str) -> Example:
+    example = schema.read(row)
+    if kind == "prompt":
+        kept = {k: v for k, v in row.items() if k not in CONSUMED and k not in schema.columns}
+        if schema.read is read_gsm8k_prompt:
+            kept["answer"] = row["answer"]
+        example.keep = {**kept, **example.keep}
+    return example
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Writing rows in TRL's formats
+
+
+def plain_text(messages: Messages) -> str:
+    """The fallback for tokenizers without a chat template: 'Question: ...' and 'Answer: ...' blocks."""
+    blocks = []
+    for message in messages:
+        if message["role"] == "assistant":
+            blocks.append(f"Answer: {message['content']}")
+        elif message["role"] == "system":
+            blocks.append(message["content"])
+        else:
+            blocks.append(f"Question: {message['content']}")
+    return "\n\n".join(blocks)
+
+
+def plain_prompt(messages: Messages) -> str:
+    return plain_text(messages) + "\n\nAnswer:"
+
+
+def plain_answer(messages: Messages) -> str:
+    return " " + "\n\n".join(m["content"] for m in messages)
+
+
+def render(example: Example, kind: str, chat: bool) -> dict[str, Any]:
+    """One row in TRL's format for ``kind``: conversational when ``chat``, else plain strings."""
+    if kind == "sft":
+        if example.text is not None:
+            return {"text": example.text}
+        if chat and example.conversation:
+            return {"messages": example.conversation}  # every assistant turn is trained on
+        if chat:
+            return {"prompt": example.prompt, "completion": example.answer}
+        return {"prompt": plain_prompt(example.prompt), "completion": plain_answer(example.answer)}
+    if kind == "preference":
+        if chat:
+            return {"prompt": example.prompt, "chosen": example.chosen, "rejected": example.rejected}
+        return {
+            "prompt": plain_prompt(example.prompt),
+            "chosen": plain_answer(example.chosen),
+            "rejected": plain_answer(example.rejected),
+        }
+    prompt = example.prompt if chat else plain_prompt(example.prompt)
+    return {**example.keep, "prompt": prompt}
