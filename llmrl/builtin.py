@@ -12,11 +12,12 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from llmrl.data.sources import BUILTIN_PREFIX as PREFIX
+from llmrl.data.sources import SAMPLES_DIR
 from llmrl.errors import LlmrlError
 
 # Bump when a preset's recipe changes, so that stale cached copies are rebuilt rather than reused.
 RECIPE_VERSION = 1
-PREFIX = "builtin:"
 PRESETS = {
     # about 35k parameters: fast enough for unit tests
     "tiny": dict(
@@ -49,7 +50,6 @@ CHAT_TEMPLATE = (
     "{% endfor %}"
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
-SAMPLES_DIR = Path(__file__).parent / "data" / "samples"
 
 
 def cache_dir() -> Path:
@@ -70,10 +70,6 @@ def resolve_model(name: str | None) -> str:
 
 def ensure_builtin(preset: str) -> Path:
     """Path of the cached built-in preset, built on first use."""
-    if preset not in PRESETS:
-        raise LlmrlError(
-            f"unknown built-in model '{PREFIX}{preset}'; presets: {', '.join(PREFIX + p for p in PRESETS)}"
-        )
     target = cache_dir() / "models" / f"{preset}-v{RECIPE_VERSION}"
     if (target / "config.json").is_file():
         return target

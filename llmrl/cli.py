@@ -11,7 +11,7 @@ from pathlib import Path
 import typer
 
 from llmrl.config import METHODS, load_config
-from llmrl.errors import LlmrlError
+from llmrl.errors import LlmrlError, first_line
 
 app = typer.Typer(
     name="llmrl",
@@ -62,8 +62,7 @@ def reported_errors():
     except Exception as e:
         if state["debug"]:
             raise
-        message = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        typer.echo(f"error: {type(e).__name__}: {message} (rerun with --debug for the traceback)", err=True)
+        typer.echo(f"error: {type(e).__name__}: {first_line(e)} (rerun with --debug for the traceback)", err=True)
         raise typer.Exit(1) from None
 
 
@@ -106,9 +105,8 @@ def train(
         if print_config:
             typer.echo(cfg.to_yaml(), nl=False)
             return
-        from llmrl.runner import method_module, run_training
+        from llmrl.runner import run_training
 
-        method_module(cfg.method)  # an unimplemented method fails before anything heavy is imported
         final = run_training(cfg)
         typer.echo(f"final model: {final}")
 

@@ -9,6 +9,8 @@ This module is imported by ``llmrl --help``: it must not import torch, transform
 
 import dataclasses
 import difflib
+import math
+import os
 import types
 import typing
 from dataclasses import dataclass, field
@@ -22,6 +24,19 @@ from llmrl.errors import LlmrlError
 METHODS = ("sft", "reward", "dpo", "rloo", "grpo", "ppo")
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 REPORT_TO = ("none", "tensorboard", "wandb")
+LR_SCHEDULERS = (  # transformers' SchedulerType values that need no extra arguments
+    "linear",
+    "cosine",
+    "cosine_with_restarts",
+    "polynomial",
+    "constant",
+    "constant_with_warmup",
+    "inverse_sqrt",
+    "cosine_with_min_lr",
+    "cosine_warmup_with_min_lr",
+    "warmup_stable_decay",
+)
+RUN_FLAGS = ("overwrite", "resume")  # decisions about one run: command-line flags only, never in a shared file
 
 
 @dataclass
@@ -105,6 +120,9 @@ class TrainingConfig:
     sft: SFTOptions = field(default_factory=SFTOptions)
 
     def __post_init__(self):
+        for name in ("model", "dataset", "output_dir"):
+            setattr(self, name, _expand_home(getattr(self, name)))
+        self.sft.chat_template_path = _expand_home(self.sft.chat_template_path)
         if self.method not in METHODS:
             raise LlmrlError(
                 f"unknown method '{self.method}'{_did_you_mean(self.method, METHODS)}; methods: {', '.join(METHODS)}"
@@ -129,6 +147,12 @@ class TrainingConfig:
         )
         _check(self.learning_rate is None or self.learning_rate > 0, "learning_rate", self.learning_rate, "> 0")
         _check(self.num_train_epochs > 0, "num_train_epochs", self.num_train_epochs, "> 0")
+        _check(
+            self.lr_scheduler_type in LR_SCHEDULERS,
+            "lr_scheduler_type",
+            self.lr_scheduler_type,
+            f"one of {', '.join(LR_SCHEDULERS)}",
+        )
         _check(0 <= self.warmup_ratio < 1, "warmup_ratio", self.warmup_ratio, "in [0, 1)")
         _check(self.weight_decay >= 0, "weight_decay", self.weight_decay, ">= 0")
         _check(self.max_grad_norm >= 0, "max_grad_norm", self.max_grad_norm, ">= 0")
@@ -141,12 +165,18 @@ class TrainingConfig:
         return dataclasses.asdict(self)
 
     def to_yaml(self) -> str:
-        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+        """The config as a YAML file that ``--config`` accepts (run flags are left to the command line)."""
+        values = {k: v for k, v in self.to_dict().items() if k not in RUN_FLAGS}
+        return yaml.safe_dump(values, sort_keys=False)
 
 
 def _check(ok: bool, name: str, value: Any, allowed: str) -> None:
     if not ok:
         raise LlmrlError(f"invalid {name}: {value!r} (expected {allowed})")
+
+
+def _expand_home(path: str | None) -> str | None:
+    return os.path.expanduser(path) if path and path.startswith("~") else path
 
 
 def _did_you_mean(word: str, choices, prefix: str = "") -> str:
@@ -165,11 +195,14 @@ def load_config(
 ) -> TrainingConfig:
     """Build a TrainingConfig from defaults < YAML file < explicit flags (named flags, then ``--set``)."""
     values: dict[str, Any] = read_yaml(config_file) if config_file else {}
+    parsed_sets = [parse_set(item) for item in sets or []]
+    for key in RUN_FLAGS:
+        if key in values or key in (k for k, _ in parsed_sets):
+            raise LlmrlError(f"'{key}' is a decision about one run: pass --{key} on the command line")
     for key, value in (flags or {}).items():
         if value is not None:
             _assign(values, key, value)
-    for item in sets or []:
-        key, value = parse_set(item)
+    for key, value in parsed_sets:
         _assign(values, key, value)
     return from_dict(TrainingConfig, values)
 
@@ -192,16 +225,29 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def parse_set(item: str) -> tuple[str, Any]:
-    """Split a ``--set key=value`` item; the value is read as YAML (``[a,b]`` is a list, ``true`` a bool)."""
+class CliText(str):
+    """A value typed on the command line, read once its field's type is known: as is for text fields
+    (so ``--set run_name=007`` stays '007'), as YAML otherwise (``[a,b]`` is a list, ``true`` a bool)."""
+
+
+def parse_set(item: str) -> tuple[str, CliText]:
+    """Split a ``--set key=value`` item."""
     key, sep, raw = item.partition("=")
     if not sep or not key.strip():
         raise LlmrlError(f"--set expects key=value, got '{item}'")
+    return key.strip(), CliText(raw)
+
+
+def _read_cli_text(text: CliText, kind: Any) -> Any:
+    members = set(typing.get_args(kind)) if typing.get_origin(kind) in (typing.Union, types.UnionType) else {kind}
+    if not text.strip() or (type(None) in members and text.strip().lower() in ("null", "none", "~")):
+        return None
+    if members - {type(None)} == {str}:
+        return str(text)
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
+        return yaml.safe_load(text)
     except yaml.YAMLError:
-        value = raw
-    return key.strip(), value
+        return str(text)
 
 
 def _assign(values: dict[str, Any], dotted_key: str, value: Any) -> None:
@@ -237,6 +283,8 @@ def from_dict(cls, values: dict[str, Any], prefix: str = ""):
 
 def _convert(value: Any, kind: Any, name: str) -> Any:
     """Convert a YAML or command-line value to the annotated type, or raise naming the field."""
+    if isinstance(value, CliText):
+        value = _read_cli_text(value, kind)
     args = typing.get_args(kind)
     if typing.get_origin(kind) in (typing.Union, types.UnionType):
         is_null = value is None or (isinstance(value, str) and value.lower() in ("null", "none"))
@@ -249,6 +297,8 @@ def _convert(value: Any, kind: Any, name: str) -> Any:
             except LlmrlError:
                 pass
         kind = members[-1]
+    if value is None:
+        raise LlmrlError(f"invalid {name}: null (expected a value)")
     if kind is bool:
         if isinstance(value, bool):
             return value
@@ -260,9 +310,13 @@ def _convert(value: Any, kind: Any, name: str) -> Any:
     if kind in (int, float):
         try:
             number = kind(value) if not isinstance(value, bool) else None
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             number = None
-        if number is None or (kind is int and isinstance(value, float) and not value.is_integer()):
+        if (
+            number is None
+            or not math.isfinite(number)
+            or (kind is int and isinstance(value, float) and not value.is_integer())
+        ):
             raise LlmrlError(f"invalid {name}: {value!r} (expected {'an integer' if kind is int else 'a number'})")
         return number
     if kind is str:

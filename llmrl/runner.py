@@ -1,6 +1,7 @@
 """Run management around every method's ``train(cfg)``: the output folder, ``run_info.json``, the run log,
 and memory cleanup, the same for every method."""
 
+import contextlib
 import datetime
 import importlib
 import importlib.metadata
@@ -17,14 +18,14 @@ from llmrl.builtin import resolve_model
 from llmrl.config import TrainingConfig
 from llmrl.console import log_to_file, setup_console_logging
 from llmrl.data import local_path
-from llmrl.errors import LlmrlError
+from llmrl.errors import LlmrlError, first_line
 from llmrl.memory import free_memory
 from llmrl.methods import IMPLEMENTED
 
 PACKAGES = ("llmrl", "torch", "transformers", "trl", "datasets", "peft", "accelerate")
 SECRET_WORDS = ("key", "token", "secret", "password")
 logger = logging.getLogger("llmrl")
-RUN_FILES = ("final", "metrics.jsonl", "run_info.json", "train.log", "runs")  # what --overwrite removes
+RUN_FILES = ("final", "metrics.jsonl", "run_info.json", "train.log", "tensorboard")  # a run's files, and checkpoint-*
 
 
 def run_training(cfg: TrainingConfig) -> Path:
@@ -33,6 +34,8 @@ def run_training(cfg: TrainingConfig) -> Path:
     check_inputs(cfg)
     created = cfg.output_dir is None or not Path(cfg.output_dir).exists()
     output_dir = prepare_output_dir(cfg)
+    replaced = set_aside_previous_run(output_dir) if cfg.overwrite and _is_main_process() else None
+    os.environ["TENSORBOARD_LOGGING_DIR"] = str(output_dir / "tensorboard")  # read by transformers' callback
     setup_console_logging()
     info = {
         "method": cfg.method,
@@ -47,7 +50,7 @@ def run_training(cfg: TrainingConfig) -> Path:
     }
     write_run_info(output_dir, info)
     started = time.monotonic()
-    with log_to_file(output_dir / "train.log"):
+    with log_to_file(output_dir / "train.log") if _is_main_process() else contextlib.nullcontext():
         logger.info("training %s: model %s, dataset %s, output %s", cfg.method, cfg.model, cfg.dataset, output_dir)
         try:
             method = importlib.import_module(module_name)
@@ -58,14 +61,14 @@ def run_training(cfg: TrainingConfig) -> Path:
             info["status"] = "interrupted"
             raise
         except BaseException as e:
-            info.update(status="failed", error=f"{type(e).__name__}: {e}".splitlines()[0])
+            info.update(status="failed", error=f"{type(e).__name__}: {first_line(e)}")
             raise
         finally:
             info.update(end_time=_now(), wall_seconds=round(time.monotonic() - started, 2))
             write_run_info(output_dir, info)
             free_memory()
-            if info["status"] != "completed" and created:
-                remove_if_nothing_trained(output_dir)
+            if _is_main_process():
+                settle_output_dir(output_dir, replaced, created)
 
 
 def method_module(method: str) -> str:
@@ -104,19 +107,44 @@ def prepare_output_dir(cfg: TrainingConfig) -> Path:
                 f"{output_dir} holds checkpoints of an earlier run; pass --resume to continue it "
                 "or --overwrite to start over"
             )
-    if cfg.overwrite and _is_main_process():
-        for path in [*checkpoints, *(output_dir / name for name in RUN_FILES)]:
-            if path.is_dir():
-                shutil.rmtree(path)
-            elif path.exists():
-                path.unlink()
     output_dir.mkdir(parents=True, exist_ok=True)
     return output_dir
 
 
-def remove_if_nothing_trained(output_dir: Path) -> None:
-    """Remove a folder this run created when it failed before writing any checkpoint or model."""
-    if _is_main_process() and not any(output_dir.glob("checkpoint-*")) and not (output_dir / "final").exists():
+def run_files(output_dir: Path) -> list[Path]:
+    """The files and folders of a run in output_dir (nothing else there is touched)."""
+    return [*output_dir.glob("checkpoint-*"), *(p for name in RUN_FILES if (p := output_dir / name).exists())]
+
+
+def set_aside_previous_run(output_dir: Path) -> Path | None:
+    """--overwrite: move the earlier run's files into a hidden folder, deleted only once this run has trained."""
+    previous = run_files(output_dir)
+    if not previous:
+        return None
+    replaced = output_dir / f".replaced-{datetime.datetime.now():%Y%m%d-%H%M%S}-{os.getpid()}"
+    replaced.mkdir()
+    for path in previous:
+        path.rename(replaced / path.name)
+    return replaced
+
+
+def settle_output_dir(output_dir: Path, replaced: Path | None, created: bool) -> None:
+    """After a run: once it has trained (a checkpoint or final/ exists), drop the run it replaced; if it failed
+    before training, remove what it wrote and put back the run it replaced, so that nothing is half-written."""
+    if any(output_dir.glob("checkpoint-*")) or (output_dir / "final").exists():
+        if replaced:
+            shutil.rmtree(replaced)
+        return
+    for path in run_files(output_dir):
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    if replaced:
+        for path in replaced.iterdir():
+            path.rename(output_dir / path.name)
+        replaced.rmdir()
+    if created:
         shutil.rmtree(output_dir, ignore_errors=True)
 
 

@@ -7,9 +7,7 @@ Method modules call these in order (see ``llmrl/methods/sft.py``); the choices t
 import dataclasses
 import json
 import logging
-import os
 import shutil
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +17,7 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from llmrl.builtin import resolve_model
 from llmrl.config import TrainingConfig
-from llmrl.errors import LlmrlError
+from llmrl.errors import LlmrlError, first_line
 
 logger = logging.getLogger("llmrl")
 metrics_logger = logging.getLogger("llmrl.metrics")  # run log only: the trainer already prints each log dict
@@ -109,7 +107,7 @@ def load_tokenizer(cfg: TrainingConfig):
     try:
         tokenizer = AutoTokenizer.from_pretrained(resolve_model(cfg.model), trust_remote_code=cfg.trust_remote_code)
     except (OSError, ValueError) as e:
-        raise LlmrlError(f"could not load the tokenizer of model '{cfg.model}': {_first_line(e)}") from e
+        raise LlmrlError(f"could not load the tokenizer of model '{cfg.model}': {first_line(e)}") from e
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
@@ -124,12 +122,7 @@ def load_causal_lm(cfg: TrainingConfig):
     try:
         return AutoModelForCausalLM.from_pretrained(resolve_model(cfg.model), **kwargs)
     except (OSError, ValueError) as e:
-        raise LlmrlError(f"could not load model '{cfg.model}' as a causal LM: {_first_line(e)}") from e
-
-
-def _first_line(error: Exception) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
+        raise LlmrlError(f"could not load model '{cfg.model}' as a causal LM: {first_line(e)}") from e
 
 
 def peft_config(cfg: TrainingConfig):
@@ -167,18 +160,33 @@ class MetricsFileCallback(TrainerCallback):
 def train_and_save(trainer, cfg: TrainingConfig) -> Path:
     """Run ``trainer.train()`` (resuming if asked), then write ``final/`` atomically and return its path."""
     output_dir = Path(cfg.output_dir)
-    trainer.add_callback(MetricsFileCallback(output_dir / "metrics.jsonl"))
+    metrics = output_dir / "metrics.jsonl"
     checkpoint = get_last_checkpoint(str(output_dir)) if cfg.resume else None
-    if checkpoint:
-        logger.info("resuming from %s", checkpoint)
+    if trainer.is_world_process_zero():
+        if checkpoint:
+            logger.info("resuming from %s", checkpoint)
+            keep_records_up_to(metrics, int(Path(checkpoint).name.split("-")[-1]))
+        elif metrics.exists():
+            metrics.unlink()  # left by an earlier attempt that saved nothing; this run starts the file anew
+    trainer.add_callback(MetricsFileCallback(metrics))
     trainer.train(resume_from_checkpoint=checkpoint)
     return save_final(trainer, output_dir)
+
+
+def keep_records_up_to(metrics: Path, step: int) -> None:
+    """Resuming from checkpoint-``step``: drop the records logged after it, which the resumed run logs again."""
+    if metrics.exists():
+        lines = metrics.read_text().splitlines(keepends=True)
+        metrics.write_text("".join(line for line in lines if json.loads(line)["step"] <= step))
 
 
 def save_final(trainer, output_dir: Path) -> Path:
     """Save model and tokenizer to a temporary folder, then rename it to ``final/`` so it is never half-written."""
     final = output_dir / "final"
-    staging = output_dir / f".final-{os.getpid()}-{int(time.time())}"
+    staging = output_dir / ".final-staging"  # one name for every rank: sharded saves write into the same folder
+    if trainer.is_world_process_zero():
+        shutil.rmtree(staging, ignore_errors=True)  # left by a run that died while saving
+    trainer.accelerator.wait_for_everyone()
     trainer.save_model(str(staging))  # every rank takes part (sharded models are gathered); rank 0 writes
     trainer.accelerator.wait_for_everyone()
     if trainer.is_world_process_zero():

@@ -35,19 +35,34 @@ def test_set_is_applied_after_named_flags():
     assert cfg.model == "b"
 
 
+def test_parse_set_keeps_the_raw_text():
+    assert parse_set("lora.r=16") == ("lora.r", "16")
+    assert parse_set("run_name=a=b") == ("run_name", "a=b")
+
+
 @pytest.mark.parametrize(
     "item, key, value",
     [
         ("lora.r=16", "lora.r", 16),
-        ("rewards=[a,b]", "rewards", ["a", "b"]),
         ("lora.enabled=true", "lora.enabled", True),
         ("model=Qwen/Qwen2.5-0.5B", "model", "Qwen/Qwen2.5-0.5B"),
         ("output_dir=", "output_dir", None),
+        ("eval_split=null", "eval_split", None),
         ("run_name=a=b", "run_name", "a=b"),
+        # text fields keep exactly what was typed, where YAML would read a number, a bool or a time
+        ("run_name=007", "run_name", "007"),
+        ("data.subset=0123", "data.subset", "0123"),
+        ("eval_split=1:30", "eval_split", "1:30"),
+        ("run_name=yes", "run_name", "yes"),
+        ("data.columns.prompt=0x1F", "data.columns", {"prompt": "0x1F"}),
+        ("max_length=auto", "max_length", "auto"),
+        ("max_length=512", "max_length", 512),
     ],
 )
-def test_parse_set(item, key, value):
-    assert parse_set(item) == (key, value)
+def test_set_values_are_read_for_their_field(item, key, value):
+    cfg = load_config(sets=[item])
+    section, _, leaf = key.rpartition(".")
+    assert getattr(getattr(cfg, section) if section else cfg, leaf) == value
 
 
 def test_values_are_converted_to_field_types():
@@ -90,6 +105,14 @@ def test_values_are_converted_to_field_types():
         (["lora=4"], "'lora' is a section: set its keys"),
         (["eval_split=train"], "eval_split 'train' is the training split"),
         (["no-equals-sign"], "--set expects key=value, got 'no-equals-sign'"),
+        (["lr_scheduler_type="], "invalid lr_scheduler_type: null (expected a value)"),
+        (["lora.target_modules="], "invalid lora.target_modules: null (expected a value)"),
+        (["max_steps=.inf"], "invalid max_steps: inf (expected an integer)"),
+        (["num_train_epochs=inf"], "invalid num_train_epochs: 'inf' (expected a number)"),
+        (["learning_rate=.nan"], "invalid learning_rate: nan (expected a number)"),
+        (["lr_scheduler_type=bogus"], "invalid lr_scheduler_type: 'bogus' (expected one of linear, cosine"),
+        (["overwrite=true"], "'overwrite' is a decision about one run: pass --overwrite on the command line"),
+        (["resume=true"], "'resume' is a decision about one run: pass --resume on the command line"),
     ],
 )
 def test_bad_values_name_the_field(sets, message):
@@ -119,3 +142,24 @@ def test_missing_config_file(tmp_path):
 def test_yaml_round_trip(tmp_path):
     cfg = load_config(sets=["model=builtin:tiny", "lora.r=4", "report_to=[tensorboard,wandb]"])
     assert load_config(write(tmp_path, cfg.to_yaml())) == cfg
+
+
+def test_run_flags_are_refused_in_yaml(tmp_path):
+    with pytest.raises(LlmrlError, match="'overwrite' is a decision about one run"):
+        load_config(write(tmp_path, "overwrite: true\n"))
+    assert load_config(flags={"overwrite": True}).overwrite is True
+
+
+def test_home_is_expanded_in_paths(monkeypatch, tmp_path):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    cfg = load_config(sets=["output_dir=~/runs/a", "model=~/m", "dataset=~/d.jsonl", "sft.chat_template_path=~/t"])
+    assert (cfg.output_dir, cfg.model, cfg.dataset) == (f"{tmp_path}/runs/a", f"{tmp_path}/m", f"{tmp_path}/d.jsonl")
+    assert cfg.sft.chat_template_path == f"{tmp_path}/t"
+
+
+def test_lr_schedulers_are_transformers_schedulers():
+    from transformers.trainer_utils import SchedulerType
+
+    from llmrl.config import LR_SCHEDULERS
+
+    assert set(LR_SCHEDULERS) <= {s.value for s in SchedulerType}

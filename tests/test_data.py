@@ -4,6 +4,7 @@ import copy
 import json
 
 import pytest
+from helpers import tiny_train_args
 from typer.testing import CliRunner
 
 from llmrl.cli import app
@@ -436,17 +437,12 @@ def test_bad_data_in_a_run_is_one_line_and_writes_nothing(tmp_path, content, mes
     out = tmp_path / "out"
     result = runner.invoke(
         app,
-        [
-            "train",
-            "--model",
-            "builtin:tiny",
-            "--dataset",
+        tiny_train_args(
             str(tmp_path / "d.jsonl"),
-            "--output-dir",
             str(out),
             "--set",
             "max_length=6",
-        ],
+        ),
     )
     assert result.exit_code == 2, result.output
     errors = [line for line in result.output.splitlines() if line.startswith("error:")]

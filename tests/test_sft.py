@@ -3,6 +3,7 @@
 import json
 
 import torch
+from helpers import tiny_train_args
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from typer.testing import CliRunner
@@ -15,22 +16,36 @@ from llmrl.runner import run_training
 runner = CliRunner()
 
 
-def supervised_text(trainer, index: int) -> tuple[str, str, torch.Tensor]:
-    """(whole text, text of the tokens with a label, the labels) for one collated training example."""
-    batch = trainer.data_collator([trainer.train_dataset[index], trainer.train_dataset[index + 1]])
+def supervised_text(trainer, index: int, other: int | None = None) -> tuple[str, str, dict]:
+    """(whole text, text of the tokens with a label, the batch) for one example collated with another."""
+    other = index + 1 if other is None else other
+    batch = trainer.data_collator([trainer.train_dataset[index], trainer.train_dataset[other]])
     ids, labels = batch["input_ids"][0], batch["labels"][0]
     tokenizer = trainer.processing_class
     return tokenizer.decode(ids), tokenizer.decode(ids[labels != -100]), batch
 
 
 def test_chat_data_is_supervised_on_assistant_turns_only(tmp_path, chat_jsonl):
+    with chat_jsonl.open("a") as f:  # a much longer last row, so that the batch below pads row 0
+        f.write(
+            json.dumps(
+                {
+                    "messages": [
+                        {"role": "user", "content": "Add " + "1 + " * 30 + "1."},
+                        {"role": "assistant", "content": "31"},
+                    ]
+                }
+            )
+            + "\n"
+        )
     cfg = load_config(sets=[f"dataset={chat_jsonl}", "model=builtin:tiny", f"output_dir={tmp_path / 'out'}"])
     trainer = build_trainer(cfg)
-    whole, supervised, batch = supervised_text(trainer, 0)
+    whole, supervised, batch = supervised_text(trainer, 0, other=len(trainer.train_dataset) - 1)
     assert whole.startswith("<|im_start|>user\nWhat is 0 + 0?<|im_end|>")
     assert supervised == "0 + 0 = 0\n#### 0<|im_end|>"  # the answer and its end-of-turn token, nothing else
     # padding is never supervised: every padded position of the batch carries -100
     pad_positions = batch["attention_mask"] == 0
+    assert pad_positions.any()
     assert (batch["labels"][pad_positions] == -100).all()
 
 
@@ -121,17 +136,12 @@ def test_sft_run_learns_and_writes_every_output(tmp_path, chat_jsonl, tiny_model
 
 def test_finished_run_is_not_overwritten_without_flag(tmp_path, chat_jsonl):
     out = tmp_path / "out"
-    args = [
-        "train",
-        "--model",
-        "builtin:tiny",
-        "--dataset",
+    args = tiny_train_args(
         str(chat_jsonl),
-        "--output-dir",
         str(out),
         "--max-steps",
         "1",
-    ]
+    )
     assert runner.invoke(app, args).exit_code == 0
     weights = (out / "final" / "model.safetensors").read_bytes()
 
@@ -140,20 +150,31 @@ def test_finished_run_is_not_overwritten_without_flag(tmp_path, chat_jsonl):
     assert "already holds a finished run" in refused.output
     assert (out / "final" / "model.safetensors").read_bytes() == weights
 
+    # --overwrite with a mistake found before training: the finished run stays as it was
+    failed = runner.invoke(app, [*args, "--overwrite", "--set", "max_length=2"])
+    assert failed.exit_code == 2, failed.output
+    assert (out / "final" / "model.safetensors").read_bytes() == weights
+    assert (out / "checkpoint-1").is_dir() and json.loads((out / "run_info.json").read_text())["status"] == "completed"
+
     replaced = runner.invoke(app, [*args, "--set", "learning_rate=0.5", "--overwrite"])
     assert replaced.exit_code == 0, replaced.output
     assert (out / "final" / "model.safetensors").read_bytes() != weights
+    assert not list(out.glob(".replaced-*"))  # the replaced run is gone once the new one has trained
 
 
 def test_resume_continues_from_the_last_checkpoint(tmp_path, chat_jsonl):
+    import shutil
+
     out = tmp_path / "out"
     base = ["model=builtin:tiny", f"dataset={chat_jsonl}", f"output_dir={out}", "save_steps=2", "logging_steps=1"]
-    run_training(load_config(sets=[*base, "max_steps=2"]))
-    (out / "final").rename(out / "first-final")  # as if the first run had stopped after its checkpoint
-    run_training(load_config(sets=[*base, "max_steps=4", "resume=true"]))
-    steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
-    assert steps[-1] == 4
-    assert 3 in steps and steps.count(1) == 1  # steps 1-2 were not trained again
+    run_training(load_config(sets=[*base, "max_steps=3"]))
+    # as if the run had died after logging step 3, its last complete checkpoint being checkpoint-2
+    shutil.rmtree(out / "checkpoint-3")
+    shutil.rmtree(out / "final")
+    run_training(load_config(sets=[*base, "max_steps=4"], flags={"resume": True}))
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if "loss" in r] == [1, 2, 3, 4]  # step 3 is logged once, by the resumed run
+    assert (out / "final" / "model.safetensors").is_file()
 
 
 def test_unimplemented_method_fails_before_loading_anything(tmp_path):
@@ -202,8 +223,16 @@ def test_template_without_generation_markers_trains_on_the_last_turn_only(tmp_pa
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     tokenizer.chat_template = tokenizer.chat_template.replace("{% generation %}", "").replace("{% endgeneration %}", "")
     tokenizer.save_pretrained(model_dir)
-    rows = [{"messages": [{"role": "user", "content": "1+1?"}, {"role": "assistant", "content": "2"},
-                          {"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"}]}] * 2
+    rows = [
+        {
+            "messages": [
+                {"role": "user", "content": "1+1?"},
+                {"role": "assistant", "content": "2"},
+                {"role": "user", "content": "2+2?"},
+                {"role": "assistant", "content": "4"},
+            ]
+        }
+    ] * 2
     path = tmp_path / "multi.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     cfg = load_config(sets=[f"dataset={path}", f"model={model_dir}", f"output_dir={tmp_path / 'out'}"])

@@ -10,6 +10,15 @@ from llmrl.errors import LlmrlError
 from llmrl.training import detect_hardware, trl_config
 
 
+@pytest.fixture(autouse=True)
+def cpu_only(monkeypatch):
+    """These tests describe a machine without a GPU, whatever machine runs them."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+
+
 def build(*sets):
     with warnings.catch_warnings():
         warnings.simplefilter("error", FutureWarning)  # no deprecated TRL/transformers argument is used

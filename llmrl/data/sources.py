@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from llmrl.config import TrainingConfig
-from llmrl.errors import LlmrlError
+from llmrl.errors import LlmrlError, first_line
 
 SAMPLES_DIR = Path(__file__).parent / "samples"
-BUILTIN_PREFIX = "builtin:"
+BUILTIN_PREFIX = "builtin:"  # what llmrl ships or builds: builtin:sft (data), builtin:tiny (model)
 BUILTIN_DATASETS = tuple(BUILTIN_PREFIX + p.name for p in sorted(SAMPLES_DIR.iterdir()) if p.is_dir())
 LOCAL_FORMATS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv"}
 
@@ -129,7 +129,7 @@ def _read_files(builder: str, files: list[Path], source: Path):
         if builder == "json":
             for file in files:
                 _check_json(file)  # names the file and line, which datasets' message does not
-        raise LlmrlError(f"could not read dataset {source}: {_first_line(e.__cause__ or e)}") from e
+        raise LlmrlError(f"could not read dataset {source}: {first_line(e.__cause__ or e)}") from e
     finally:
         datasets_logger.setLevel(level)
 
@@ -152,7 +152,7 @@ def _check_json(file: Path) -> None:
     except json.JSONDecodeError as e:
         raise LlmrlError(f"{file}: line {e.lineno} is not valid JSON: {e.msg}") from None
     except (OSError, UnicodeDecodeError) as e:
-        raise LlmrlError(f"could not read dataset file {file}: {_first_line(e)}") from None
+        raise LlmrlError(f"could not read dataset file {file}: {first_line(e)}") from None
 
 
 def _load_hub(name: str, split: str, subset: str | None, data_dir: str | None):
@@ -162,10 +162,5 @@ def _load_hub(name: str, split: str, subset: str | None, data_dir: str | None):
         return datasets.load_dataset(name, subset, data_dir=data_dir, split=split)
     except Exception as e:
         raise LlmrlError(
-            f"could not load dataset '{name}' (split '{split}') from the Hugging Face Hub: {_first_line(e)}"
+            f"could not load dataset '{name}' (split '{split}') from the Hugging Face Hub: {first_line(e)}"
         ) from e
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
