@@ -126,9 +126,29 @@ def init_model(
         typer.echo(f"wrote builtin:{preset} to {output}")
 
 
+@app.command()
+def merge(
+    adapter: Path = typer.Option(..., help="A LoRA adapter folder, e.g. runs/sft/final of a run with lora.enabled."),
+    output: Path = typer.Option(..., "--output", "-o", help="New folder for the merged model and tokenizer."),
+    base: str | None = typer.Option(None, help="Base model (default: the one named in adapter_config.json)."),
+):
+    """Merge a LoRA adapter into its base model and save a standalone model and tokenizer."""
+    with reported_errors():
+        from llmrl.merge import merge_adapter
+
+        typer.echo(f"merged model: {merge_adapter(adapter, output, base)}")
+
+
 data_app = typer.Typer(help="Look at datasets the way llmrl will read them.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
-SEGMENT_STYLES = {"prompt": "dim", "trained": "bold green", "chosen": "bold green", "rejected": "bold red"}
+SEGMENT_STYLES = {
+    "prompt": "dim",
+    "trained": "bold green",
+    "chosen": "bold green",
+    "rejected": "bold red",
+    "desirable": "bold green",
+    "undesirable": "bold red",
+}
 
 
 @data_app.command("inspect")

@@ -21,7 +21,7 @@ import yaml
 
 from llmrl.errors import LlmrlError
 
-METHODS = ("sft", "reward", "dpo", "rloo", "grpo", "ppo")
+METHODS = ("sft", "reward", "dpo", "kto", "rloo", "grpo", "ppo")
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 REPORT_TO = ("none", "tensorboard", "wandb")
 LR_SCHEDULERS = (  # transformers' SchedulerType values that need no extra arguments
@@ -36,6 +36,25 @@ LR_SCHEDULERS = (  # transformers' SchedulerType values that need no extra argum
     "cosine_warmup_with_min_lr",
     "warmup_stable_decay",
 )
+DPO_LOSSES = (  # TRL's DPOConfig.loss_type values
+    "sigmoid",
+    "hinge",
+    "ipo",
+    "exo_pair",
+    "nca_pair",
+    "robust",
+    "bco_pair",
+    "sppo_hard",
+    "aot",
+    "aot_unpaired",
+    "apo_zero",
+    "apo_down",
+    "discopop",
+    "sft",
+    "sigmoid_norm",
+)
+KTO_LOSSES = ("kto", "apo_zero_unpaired")
+QUANTIZE = ("4bit", "8bit")
 RUN_FLAGS = ("overwrite", "resume")  # decisions about one run: command-line flags only, never in a shared file
 
 
@@ -49,10 +68,13 @@ class DataConfig:
     columns: dict[str, str] = field(default_factory=dict)  # schema name -> your column, e.g. prompt: instruction
     language: str | None = None  # keep only rows whose `language` column equals this (e.g. english)
     max_prompt_fraction: float = 0.7  # drop examples whose prompt takes more than this fraction of max_length
+    eval_fraction: float | None = None  # hold out this fraction of the training split for evaluation
 
     def __post_init__(self):
         _check(self.max_samples is None or self.max_samples > 0, "data.max_samples", self.max_samples, "> 0")
         _check(0 < self.max_prompt_fraction <= 1, "data.max_prompt_fraction", self.max_prompt_fraction, "in (0, 1]")
+        fraction = self.eval_fraction
+        _check(fraction is None or 0 < fraction < 1, "data.eval_fraction", fraction, "in (0, 1), or null")
 
 
 @dataclass
@@ -64,12 +86,16 @@ class LoraConfig:
     alpha: int = 32  # scaling numerator: updates are scaled by alpha / r
     dropout: float = 0.05  # dropout on the adapter input
     target_modules: list[str] = field(default_factory=lambda: ["all-linear"])  # module names, or all-linear
+    quantize: str | None = None  # QLoRA: load the frozen base in 4bit or 8bit (needs CUDA and bitsandbytes)
 
     def __post_init__(self):
         _check(self.r > 0, "lora.r", self.r, "> 0")
         _check(self.alpha > 0, "lora.alpha", self.alpha, "> 0")
         _check(0 <= self.dropout < 1, "lora.dropout", self.dropout, "in [0, 1)")
         _check(len(self.target_modules) > 0, "lora.target_modules", self.target_modules, "a non-empty list")
+        _check(self.quantize in (None, *QUANTIZE), "lora.quantize", self.quantize, "4bit, 8bit or null")
+        if self.quantize and not self.enabled:
+            raise LlmrlError("lora.quantize trains adapters on a quantized base: set lora.enabled=true as well")
 
 
 @dataclass
@@ -79,6 +105,46 @@ class SFTOptions:
     assistant_only_loss: bool | None = None  # None: on for chat data (loss on assistant turns only)
     packing: bool = False  # pack several examples into each max_length row
     chat_template_path: str | None = None  # a tokenizer folder or Jinja file whose chat template to use
+
+
+@dataclass
+class RewardOptions:
+    """Options of reward modeling (``--method reward``)."""
+
+    center_rewards_coefficient: float | None = None  # pull rewards towards zero mean (e.g. 0.01)
+
+
+@dataclass
+class DPOOptions:
+    """Options of direct preference optimization (``--method dpo``)."""
+
+    beta: float = 0.1  # how far the policy may move from the reference: higher stays closer
+    loss_type: list[str] = field(default_factory=lambda: ["sigmoid"])  # one or more of DPO_LOSSES
+    label_smoothing: float = 0.0  # robust DPO: the assumed probability that a preference label is flipped
+    precompute_ref_log_probs: bool = False  # score the data with the reference once, then free it
+
+    def __post_init__(self):
+        _check(self.beta > 0, "dpo.beta", self.beta, "> 0")
+        unknown = [loss for loss in self.loss_type if loss not in DPO_LOSSES]
+        _check(bool(self.loss_type) and not unknown, "dpo.loss_type", self.loss_type, f"any of {', '.join(DPO_LOSSES)}")
+        _check(0 <= self.label_smoothing < 0.5, "dpo.label_smoothing", self.label_smoothing, "in [0, 0.5)")
+
+
+@dataclass
+class KTOOptions:
+    """Options of Kahneman-Tversky optimization (``--method kto``), which learns from unpaired good/bad answers."""
+
+    beta: float = 0.1
+    loss_type: str = "kto"  # kto or apo_zero_unpaired
+    desirable_weight: float = 1.0  # weight of the good answers' loss (raise it when they are rarer)
+    undesirable_weight: float = 1.0
+    precompute_ref_log_probs: bool = False
+
+    def __post_init__(self):
+        _check(self.beta > 0, "kto.beta", self.beta, "> 0")
+        _check(self.loss_type in KTO_LOSSES, "kto.loss_type", self.loss_type, f"one of {', '.join(KTO_LOSSES)}")
+        _check(self.desirable_weight > 0, "kto.desirable_weight", self.desirable_weight, "> 0")
+        _check(self.undesirable_weight > 0, "kto.undesirable_weight", self.undesirable_weight, "> 0")
 
 
 @dataclass
@@ -118,6 +184,9 @@ class TrainingConfig:
     data: DataConfig = field(default_factory=DataConfig)
     lora: LoraConfig = field(default_factory=LoraConfig)
     sft: SFTOptions = field(default_factory=SFTOptions)
+    reward: RewardOptions = field(default_factory=RewardOptions)
+    dpo: DPOOptions = field(default_factory=DPOOptions)
+    kto: KTOOptions = field(default_factory=KTOOptions)
 
     def __post_init__(self):
         for name in ("model", "dataset", "output_dir"):

@@ -79,8 +79,11 @@ def method_module(method: str) -> str:
 
 
 def check_inputs(cfg: TrainingConfig) -> None:
-    """Cheap checks of the model and dataset names, before anything is written."""
+    """Cheap checks of the model, the dataset and the hardware options, before anything is written."""
+    from llmrl.training import detect_hardware
+
     local_path(cfg.dataset)
+    detect_hardware(cfg)  # fp16 or QLoRA without CUDA fail here, not after the data is prepared
     resolve_model(cfg.model)
 
 

@@ -5,6 +5,7 @@ Method modules call these in order (see ``llmrl/methods/sft.py``); the choices t
 """
 
 import dataclasses
+import importlib.util
 import json
 import logging
 import shutil
@@ -39,6 +40,7 @@ class Hardware:
 
 
 def detect_hardware(cfg: TrainingConfig) -> Hardware:
+    """The device, precision and checkpointing for this run; options this machine cannot honour are errors."""
     if torch.cuda.is_available():
         device = "cuda"
     elif torch.backends.mps.is_available():
@@ -53,6 +55,13 @@ def detect_hardware(cfg: TrainingConfig) -> Hardware:
             precision = "fp32"
     if precision == "fp16" and device != "cuda":
         raise LlmrlError(f"precision=fp16 needs a CUDA GPU, and this machine has {device} only; use precision=auto")
+    if cfg.lora.quantize and device != "cuda":
+        raise LlmrlError(
+            f"lora.quantize={cfg.lora.quantize} (QLoRA) needs a CUDA GPU, and this machine has {device} only; "
+            "drop lora.quantize to train LoRA adapters on the unquantized model"
+        )
+    if cfg.lora.quantize and importlib.util.find_spec("bitsandbytes") is None:
+        raise LlmrlError(f"lora.quantize={cfg.lora.quantize} (QLoRA) needs bitsandbytes: pip install bitsandbytes")
     checkpointing = cfg.gradient_checkpointing if cfg.gradient_checkpointing is not None else device == "cuda"
     return Hardware(device=device, precision=precision, gradient_checkpointing=checkpointing)
 
@@ -113,20 +122,34 @@ def load_tokenizer(cfg: TrainingConfig):
     return tokenizer
 
 
-def load_causal_lm(cfg: TrainingConfig):
-    """The causal LM named by ``cfg.model`` (hub name, folder or builtin:PRESET), in the run's dtype."""
+def load_model(cfg: TrainingConfig, model_class=AutoModelForCausalLM, **kwargs):
+    """The model named by ``cfg.model`` (hub name, folder or builtin:PRESET) as ``model_class``, in the run's
+    dtype; quantized for QLoRA when ``lora.quantize`` is set."""
     hardware = detect_hardware(cfg)
-    kwargs = dict(dtype=hardware.dtype, trust_remote_code=cfg.trust_remote_code)
+    kwargs.update(dtype=hardware.dtype, trust_remote_code=cfg.trust_remote_code)
     if cfg.attn_implementation:
         kwargs["attn_implementation"] = cfg.attn_implementation
+    if cfg.lora.quantize:
+        from accelerate import PartialState
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=cfg.lora.quantize == "4bit",
+            load_in_8bit=cfg.lora.quantize == "8bit",
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=hardware.dtype,
+        )
+        kwargs["device_map"] = {"": PartialState().local_process_index}
     try:
-        return AutoModelForCausalLM.from_pretrained(resolve_model(cfg.model), **kwargs)
+        return model_class.from_pretrained(resolve_model(cfg.model), **kwargs)
     except (OSError, ValueError) as e:
-        raise LlmrlError(f"could not load model '{cfg.model}' as a causal LM: {first_line(e)}") from e
+        raise LlmrlError(f"could not load model '{cfg.model}' as {model_class.__name__}: {first_line(e)}") from e
 
 
-def peft_config(cfg: TrainingConfig):
-    """peft's LoraConfig from the ``lora`` section, or None when LoRA is off."""
+def peft_config(cfg: TrainingConfig, task_type: str = "CAUSAL_LM"):
+    """peft's LoraConfig from the ``lora`` section, or None when LoRA is off. For a sequence classifier
+    (``SEQ_CLS``) peft also trains the new score head, which has no pretrained weights to keep."""
     if not cfg.lora.enabled:
         return None
     from peft import LoraConfig
@@ -137,7 +160,7 @@ def peft_config(cfg: TrainingConfig):
         lora_alpha=cfg.lora.alpha,
         lora_dropout=cfg.lora.dropout,
         target_modules="all-linear" if modules == ["all-linear"] else modules,
-        task_type="CAUSAL_LM",
+        task_type=task_type,
     )
 
 
@@ -170,6 +193,10 @@ def train_and_save(trainer, cfg: TrainingConfig) -> Path:
             metrics.unlink()  # left by an earlier attempt that saved nothing; this run starts the file anew
     trainer.add_callback(MetricsFileCallback(metrics))
     trainer.train(resume_from_checkpoint=checkpoint)
+    if trainer.eval_dataset is not None:
+        results = trainer.evaluate()  # logged to metrics.jsonl like every other record
+        shown = ", ".join(f"{k.removeprefix('eval_')} {v:.4g}" for k, v in results.items() if isinstance(v, float))
+        logger.info("final evaluation: %s", shown)
     return save_final(trainer, output_dir)
 
 

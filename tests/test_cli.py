@@ -34,7 +34,7 @@ def test_help_does_not_import_heavy_libraries():
         "from llmrl.cli import app\n"
         "for args in (['--help'], ['train', '--help'], ['init-model', '--help']):\n"
         "    assert CliRunner().invoke(app, args).exit_code == 0\n"
-        "result = CliRunner().invoke(app, ['train', '--method', 'dpo'])\n"
+        "result = CliRunner().invoke(app, ['train', '--method', 'ppo'])\n"
         "assert result.exit_code == 2 and 'not implemented yet' in result.output\n"
         "heavy = ['torch', 'transformers', 'datasets', 'trl', 'peft', 'accelerate']\n"
         "print([m for m in heavy if m in sys.modules])\n"

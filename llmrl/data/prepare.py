@@ -94,6 +94,28 @@ def prepare_dataset(cfg: TrainingConfig, tokenizer, kind: str, split: str | None
     return dataset.remove_columns(["_prompt_tokens", "_total_tokens"]), report
 
 
+def prepare_train_eval(cfg: TrainingConfig, tokenizer, kind: str, default_eval_fraction: float | None = None):
+    """(train dataset, eval dataset or None, train report), each step logged.
+
+    The eval set is ``eval_split`` when given (prepared with the training split's max_length), else a held-out
+    ``data.eval_fraction`` of the training split (``default_eval_fraction`` when that is unset), else None.
+    """
+    train, report = prepare_dataset(cfg, tokenizer, kind)
+    report.log()
+    if cfg.eval_split:
+        evaluation, eval_report = prepare_dataset(cfg, tokenizer, kind, cfg.eval_split, report.max_length)
+        eval_report.log()
+        return train, evaluation, report
+    fraction = cfg.data.eval_fraction or default_eval_fraction
+    if not fraction:
+        return train, None, report
+    if len(train) < 2:
+        raise LlmrlError(f"dataset '{cfg.dataset}' has {len(train)} row: too few to hold out an eval set")
+    parts = train.train_test_split(test_size=fraction, seed=cfg.seed)
+    logger.info("  held out %d of %d rows (%.0f%%) for evaluation", len(parts["test"]), len(train), fraction * 100)
+    return parts["train"], parts["test"], report
+
+
 def apply_column_mapping(dataset, columns: dict[str, str]):
     """Rename the user's columns to the schema names they stand for (``data.columns.prompt=instruction``)."""
     if not columns:
@@ -151,7 +173,10 @@ def rendered_texts(row: dict, kind: str, tokenizer) -> tuple[str, list[str]]:
         first_answer = next((i for i, m in enumerate(row["messages"]) if m["role"] == "assistant"), None)
         prompt = row["messages"][:first_answer]
         return chat_text(tokenizer, prompt, True), [chat_text(tokenizer, row["messages"], False)]
-    answers = [row["completion"]] if kind == "sft" else [row["chosen"], row["rejected"]] if kind == "preference" else []
+    if kind == "prompt":
+        answers = []  # the other columns (answer, solution, even a completion) are data for reward functions
+    else:
+        answers = [row["completion"]] if "completion" in row else [row["chosen"], row["rejected"]]
     if isinstance(row["prompt"], str):
         return row["prompt"], [row["prompt"] + answer for answer in answers]
     return chat_text(tokenizer, row["prompt"], True), [chat_text(tokenizer, row["prompt"] + a, False) for a in answers]
@@ -235,6 +260,9 @@ def example_segments(row: dict, kind: str, tokenizer) -> list[tuple[str, str]]:
     and for prompt-only data the columns kept beside the prompt."""
     if "text" in row:
         return [("trained", row["text"])]
+    if kind == "kto" and "label" in row:
+        prompt_text, (full,) = rendered_texts(row, kind, tokenizer)
+        return [("prompt", prompt_text), ("desirable" if row["label"] else "undesirable", full[len(prompt_text) :])]
     if kind == "sft" and isinstance(row.get("prompt"), str):
         return [("prompt", row["prompt"]), ("trained", row["completion"])]
     if kind == "sft":
@@ -249,7 +277,7 @@ def example_segments(row: dict, kind: str, tokenizer) -> list[tuple[str, str]]:
             done = after
         return segments
     prompt_text, full_texts = rendered_texts(row, kind, tokenizer)
-    if kind == "preference":
+    if kind in ("preference", "kto"):
         chosen, rejected = (text[len(prompt_text) :] for text in full_texts)
         return [("prompt", prompt_text), ("chosen", chosen), ("rejected", rejected)]
     return [("prompt", prompt_text), *((f"column {k}", str(v)) for k, v in row.items() if k != "prompt")]

@@ -15,12 +15,13 @@ from typing import Any
 
 from llmrl.errors import LlmrlError
 
-# What each method's data becomes: supervised answers, preference pairs, or prompts for online RL / eval.
+# What each method's data becomes: supervised answers, preference pairs, good/bad answers (KTO: unpaired, or
+# pairs that TRL unpairs), or prompts for online RL and evaluation.
 METHOD_KINDS = {
     "sft": "sft",
     "reward": "preference",
     "dpo": "preference",
-    "kto": "preference",
+    "kto": "kto",
     "grpo": "prompt",
     "rloo": "prompt",
     "ppo": "prompt",
@@ -43,6 +44,7 @@ class Example:
     rejected: Messages | None = None  # preference: the worse answer
     text: str | None = None  # language-modeling text (the `text` schema)
     conversation: Messages | None = None  # chat data whose every assistant turn is trained on (`messages`)
+    label: bool | None = None  # unpaired preference (KTO): whether `answer` is a good one
     keep: dict[str, Any] = field(default_factory=dict)  # other columns, passed through (solution, answer, ...)
 
 
@@ -182,6 +184,17 @@ def read_helpsteer3(row) -> Example:
     )
 
 
+def read_unpaired(row) -> Example:
+    """KTO's unpaired form: one answer and whether it is desirable."""
+    label = row["label"]
+    if isinstance(label, str) and label.strip().lower() in ("true", "false", "1", "0"):
+        label = label.strip().lower() in ("true", "1")
+    if not isinstance(label, (bool, int)) or label not in (0, 1):
+        raise LlmrlError(f"column 'label' must be true or false (is the answer desirable?), got {label!r:.40}")
+    prompt = as_messages(row["prompt"], "prompt", "user")
+    return Example(prompt=prompt, answer=as_messages(row["completion"], "completion", "assistant"), label=bool(label))
+
+
 def read_prompt_only(column: str) -> Callable[[dict], Example]:
     def read(row) -> Example:
         messages = as_messages(row[column], column, "user")
@@ -219,6 +232,8 @@ SCHEMAS = {
         *PREFERENCE_SCHEMAS[1:],  # the chosen answer of any other preference data
     ],
     "preference": PREFERENCE_SCHEMAS,
+    "kto": [Schema("prompt + completion + label (unpaired)", ("prompt", "completion", "label"), read_unpaired)]
+    + PREFERENCE_SCHEMAS,
     "prompt": [
         Schema("question + answer (GSM8K: solution from '#### N')", ("question", "answer"), read_gsm8k_prompt),
         Schema("prompt", ("prompt",), read_prompt_only("prompt")),
@@ -289,7 +304,14 @@ def render(example: Example, kind: str, chat: bool) -> dict[str, Any]:
         if chat:
             return {"prompt": example.prompt, "completion": example.answer}
         return {"prompt": plain_prompt(example.prompt), "completion": plain_answer(example.answer)}
-    if kind == "preference":
+    if kind == "kto" and example.label is not None:
+        completion = example.answer if chat else plain_answer(example.answer)
+        return {
+            "prompt": example.prompt if chat else plain_prompt(example.prompt),
+            "completion": completion,
+            "label": example.label,
+        }
+    if kind in ("preference", "kto"):
         if chat:
             return {"prompt": example.prompt, "chosen": example.chosen, "rejected": example.rejected}
         return {

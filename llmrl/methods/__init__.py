@@ -6,4 +6,7 @@ and rejected with a clear error until their module lands. Modules are imported o
 
 IMPLEMENTED = {
     "sft": "llmrl.methods.sft",
+    "reward": "llmrl.methods.reward",
+    "dpo": "llmrl.methods.dpo",
+    "kto": "llmrl.methods.kto",
 }

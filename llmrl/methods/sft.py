@@ -14,9 +14,9 @@ from trl import SFTConfig, SFTTrainer
 from trl.chat_template_utils import get_training_chat_template, has_generation_markers
 
 from llmrl.config import TrainingConfig
-from llmrl.data import prepare_dataset
+from llmrl.data import prepare_train_eval
 from llmrl.errors import LlmrlError
-from llmrl.training import load_causal_lm, load_tokenizer, peft_config, train_and_save, trl_config
+from llmrl.training import load_model, load_tokenizer, peft_config, train_and_save, trl_config
 
 logger = logging.getLogger("llmrl")
 
@@ -27,12 +27,7 @@ def train(cfg: TrainingConfig) -> Path:
 
 def build_trainer(cfg: TrainingConfig) -> SFTTrainer:
     tokenizer = load_tokenizer(cfg)
-    train_dataset, report = prepare_dataset(cfg, tokenizer, "sft")
-    report.log()
-    eval_dataset = None
-    if cfg.eval_split:
-        eval_dataset, eval_report = prepare_dataset(cfg, tokenizer, "sft", cfg.eval_split, report.max_length)
-        eval_report.log()
+    train_dataset, eval_dataset, report = prepare_train_eval(cfg, tokenizer, "sft")
 
     is_chat = "messages" in train_dataset.column_names
     assistant_only_loss = cfg.sft.assistant_only_loss if cfg.sft.assistant_only_loss is not None else is_chat
@@ -59,7 +54,7 @@ def build_trainer(cfg: TrainingConfig) -> SFTTrainer:
         dataset_num_proc=1,
     )
     return SFTTrainer(
-        model=load_causal_lm(cfg),
+        model=load_model(cfg),
         args=args,
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,

@@ -1,0 +1,46 @@
+"""Reward modeling: train a scalar scorer on preference pairs with TRL's ``RewardTrainer``.
+
+The model is a sequence classifier with one output (the reward), trained so that the chosen answer of each
+pair scores above the rejected one (Bradley-Terry loss). It reports pairwise accuracy and mean margin on the
+eval split, or on a held-out 10% of the training data when there is none. The saved ``final/`` loads with
+``AutoModelForSequenceClassification`` and serves later stages as ``reward_model:PATH``.
+
+    llmrl train --method reward --model runs/sft/final --dataset ultrafeedback --output-dir runs/rm
+"""
+
+from pathlib import Path
+
+from transformers import AutoModelForSequenceClassification
+from trl import RewardConfig, RewardTrainer
+
+from llmrl.config import TrainingConfig
+from llmrl.data import prepare_train_eval
+from llmrl.training import load_model, load_tokenizer, peft_config, train_and_save, trl_config
+
+DEFAULT_EVAL_FRACTION = 0.1
+
+
+def train(cfg: TrainingConfig) -> Path:
+    return train_and_save(build_trainer(cfg), cfg)
+
+
+def build_trainer(cfg: TrainingConfig) -> RewardTrainer:
+    tokenizer = load_tokenizer(cfg)
+    train_dataset, eval_dataset, report = prepare_train_eval(cfg, tokenizer, "preference", DEFAULT_EVAL_FRACTION)
+    args = trl_config(
+        cfg,
+        RewardConfig,
+        max_length=report.max_length,
+        center_rewards_coefficient=cfg.reward.center_rewards_coefficient,
+        dataset_num_proc=1,
+    )
+    model = load_model(cfg, AutoModelForSequenceClassification, num_labels=1)
+    model.config.pad_token_id = tokenizer.pad_token_id  # the score is read at the last non-padding token
+    return RewardTrainer(
+        model=model,
+        args=args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        processing_class=tokenizer,
+        peft_config=peft_config(cfg, task_type="SEQ_CLS"),
+    )
