@@ -17,7 +17,7 @@ from llmrl.data.sources import SAMPLES_DIR
 from llmrl.errors import LlmrlError
 
 # Bump when a preset's recipe changes, so that stale cached copies are rebuilt rather than reused.
-RECIPE_VERSION = 1
+RECIPE_VERSION = 2
 PRESETS = {
     # about 35k parameters: fast enough for unit tests
     "tiny": dict(
@@ -63,7 +63,8 @@ def resolve_model(name: str | None) -> str:
         raise LlmrlError("no model given: pass --model NAME_OR_PATH (for example --model builtin:tiny)")
     if name.startswith(PREFIX):
         return str(ensure_builtin(name.removeprefix(PREFIX)))
-    if name.startswith((".", "/", "~")) and not Path(name).expanduser().exists():
+    name = os.path.expanduser(name)
+    if name.startswith((".", "/")) and not Path(name).exists():
         raise LlmrlError(f"model folder not found: {name}")
     return name
 

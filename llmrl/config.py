@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from llmrl.errors import LlmrlError
+from llmrl.rewards import parse_spec
 
 METHODS = ("sft", "reward", "dpo", "kto", "rloo", "grpo", "ppo")
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
@@ -55,6 +56,8 @@ DPO_LOSSES = (  # TRL's DPOConfig.loss_type values
 )
 KTO_LOSSES = ("kto", "apo_zero_unpaired")
 QUANTIZE = ("4bit", "8bit")
+VLLM_MODES = ("colocate", "server")
+ONLINE_METHODS = ("rloo", "grpo", "ppo")
 RUN_FLAGS = ("overwrite", "resume")  # decisions about one run: command-line flags only, never in a shared file
 
 
@@ -148,6 +151,67 @@ class KTOOptions:
 
 
 @dataclass
+class OnlineRLOptions:
+    """Options of online RL (``--method grpo``, ``rloo``, ``ppo``): sampling, the objective, and vLLM."""
+
+    num_generations: int = 4  # completions sampled per prompt (RLOO's k, GRPO's group size)
+    max_completion_length: int = 256  # tokens per completion
+    temperature: float = 1.0
+    top_p: float = 1.0
+    beta: float | None = None  # KL coefficient towards the reference (None: TRL's default for the method)
+    epsilon: float = 0.2  # clipping range of the policy ratio
+    num_iterations: int = 1  # optimization passes over each batch of completions
+    missing_eos_penalty: float | None = None  # reward subtracted from completions cut before their end token
+    use_vllm: bool = False  # generate with vLLM (CUDA and the vllm package needed)
+    vllm_mode: str = "colocate"  # colocate (in the training process) or server (trl vllm-serve)
+    vllm_server_base_url: str | None = None  # server mode: e.g. http://10.0.0.2:8000
+
+    def __post_init__(self):
+        _check(self.num_generations >= 2, "rl.num_generations", self.num_generations, ">= 2")
+        _check(self.max_completion_length > 0, "rl.max_completion_length", self.max_completion_length, "> 0")
+        _check(self.temperature > 0, "rl.temperature", self.temperature, "> 0")
+        _check(0 < self.top_p <= 1, "rl.top_p", self.top_p, "in (0, 1]")
+        _check(self.beta is None or self.beta >= 0, "rl.beta", self.beta, ">= 0")
+        _check(self.epsilon > 0, "rl.epsilon", self.epsilon, "> 0")
+        _check(self.num_iterations > 0, "rl.num_iterations", self.num_iterations, "> 0")
+        penalty = self.missing_eos_penalty
+        _check(penalty is None or penalty >= 0, "rl.missing_eos_penalty", penalty, ">= 0")
+        _check(self.vllm_mode in VLLM_MODES, "rl.vllm_mode", self.vllm_mode, "colocate or server")
+
+
+@dataclass
+class RewardFunctionOptions:
+    """Options of the rule-based and model reward functions named in ``rewards``."""
+
+    format_pattern: str = r"^<think>.*?</think>\s*<answer>.*?</answer>$"  # what the format reward looks for
+    length_target: int = 256  # tokens at which the length reward peaks (0); -1 at 0 or twice the target
+    batch_size: int = 16  # completions scored at once by a reward_model:
+
+    def __post_init__(self):
+        _check(self.length_target > 0, "reward_fns.length_target", self.length_target, "> 0")
+        _check(self.batch_size > 0, "reward_fns.batch_size", self.batch_size, "> 0")
+
+
+@dataclass
+class ApiOptions:
+    """The model behind an ``api:URL`` reward or judge (an OpenAI-compatible chat-completions endpoint)."""
+
+    model: str | None = None  # the served model's name, e.g. nvidia/llama-3.1-nemotron-70b-reward
+    key_env: str | None = "NVIDIA_API_KEY"  # environment variable holding the API key (null: send none)
+    timeout: float = 60.0  # seconds per request
+    max_retries: int = 3  # further tries after a timeout, connection error, 429 or 5xx
+    backoff: float = 1.0  # seconds before the first retry, doubled each time (or the server's Retry-After)
+    concurrency: int = 8  # requests in flight at once
+    prompt_template: str | None = None  # for a generative judge: one user message with {prompt} and {completion}
+
+    def __post_init__(self):
+        _check(self.timeout > 0, "api.timeout", self.timeout, "> 0")
+        _check(self.max_retries >= 0, "api.max_retries", self.max_retries, ">= 0")
+        _check(self.backoff >= 0, "api.backoff", self.backoff, ">= 0")
+        _check(self.concurrency > 0, "api.concurrency", self.concurrency, "> 0")
+
+
+@dataclass
 class TrainingConfig:
     """Everything one training run needs. Sections (``lora``, ``data``, ``sft``) are set with dotted keys."""
 
@@ -187,6 +251,11 @@ class TrainingConfig:
     reward: RewardOptions = field(default_factory=RewardOptions)
     dpo: DPOOptions = field(default_factory=DPOOptions)
     kto: KTOOptions = field(default_factory=KTOOptions)
+    rewards: list[str] = field(default_factory=list)  # online RL rewards, e.g. [accuracy, reward_model:runs/rm/final]
+    reward_weights: list[float] | None = None  # one weight per reward (None: all 1)
+    rl: OnlineRLOptions = field(default_factory=OnlineRLOptions)
+    reward_fns: RewardFunctionOptions = field(default_factory=RewardFunctionOptions)
+    api: ApiOptions = field(default_factory=ApiOptions)
 
     def __post_init__(self):
         for name in ("model", "dataset", "output_dir"):
@@ -227,6 +296,19 @@ class TrainingConfig:
         _check(self.max_grad_norm >= 0, "max_grad_norm", self.max_grad_norm, ">= 0")
         unknown = [r for r in self.report_to if r not in REPORT_TO]
         _check(not unknown, "report_to", self.report_to, f"a list of {', '.join(REPORT_TO)}")
+        for spec in self.rewards:
+            parse_spec(spec)
+        if self.reward_weights is not None and len(self.reward_weights) != len(self.rewards):
+            raise LlmrlError(
+                f"reward_weights has {len(self.reward_weights)} values for {len(self.rewards)} rewards; give one each"
+            )
+        if self.method in ONLINE_METHODS:
+            batch = self.per_device_train_batch_size * self.gradient_accumulation_steps
+            if batch % self.rl.num_generations:
+                raise LlmrlError(
+                    f"per_device_train_batch_size x gradient_accumulation_steps ({batch}) must be a multiple of "
+                    f"rl.num_generations ({self.rl.num_generations}): each batch holds whole groups of completions"
+                )
         if self.eval_split is not None and self.eval_split == (self.split or "train"):
             raise LlmrlError(f"eval_split '{self.eval_split}' is the training split; choose a held-out split")
 

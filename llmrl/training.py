@@ -17,7 +17,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 from transformers.trainer_utils import get_last_checkpoint
 
 from llmrl.builtin import resolve_model
-from llmrl.config import TrainingConfig
+from llmrl.config import ONLINE_METHODS, TrainingConfig
 from llmrl.errors import LlmrlError, first_line
 
 logger = logging.getLogger("llmrl")
@@ -62,6 +62,11 @@ def detect_hardware(cfg: TrainingConfig) -> Hardware:
         )
     if cfg.lora.quantize and importlib.util.find_spec("bitsandbytes") is None:
         raise LlmrlError(f"lora.quantize={cfg.lora.quantize} (QLoRA) needs bitsandbytes: pip install bitsandbytes")
+    if cfg.rl.use_vllm and cfg.method in ONLINE_METHODS:
+        if device != "cuda":
+            raise LlmrlError(f"rl.use_vllm needs a CUDA GPU, and this machine has {device} only; drop rl.use_vllm")
+        if importlib.util.find_spec("vllm") is None:
+            raise LlmrlError("rl.use_vllm needs vLLM: pip install 'llmrl[vllm]' (or pip install vllm)")
     checkpointing = cfg.gradient_checkpointing if cfg.gradient_checkpointing is not None else device == "cuda"
     return Hardware(device=device, precision=precision, gradient_checkpointing=checkpointing)
 
@@ -109,6 +114,49 @@ def trl_config(cfg: TrainingConfig, config_cls, **method_args):
         args["learning_rate"] = cfg.learning_rate
     args.update(method_args)
     return config_cls(**args)
+
+
+def online_rl_args(cfg: TrainingConfig, tokenizer) -> tuple[dict, list]:
+    """(TRL config fields shared by GRPO and RLOO, reward functions): sampling, objective, vLLM, rewards.
+
+    The missing-EOS penalty is one more reward function, weighted 1, after the user's rewards.
+    """
+    from llmrl.rewards import MissingEosPenalty, build_reward_functions
+
+    if not cfg.rewards:
+        raise LlmrlError(f"--method {cfg.method} needs rewards: e.g. --set rewards=[accuracy] (see README, Rewards)")
+    reward_funcs = build_reward_functions(cfg)
+    weights = list(cfg.reward_weights) if cfg.reward_weights is not None else [1.0] * len(reward_funcs)
+    if cfg.rl.missing_eos_penalty:
+        eos_ids = {tokenizer.eos_token_id} | set(_generation_eos_ids(cfg))
+        reward_funcs.append(MissingEosPenalty(cfg.rl.missing_eos_penalty, cfg.rl.max_completion_length, eos_ids))
+        weights.append(1.0)
+    args = dict(
+        num_generations=cfg.rl.num_generations,
+        max_completion_length=cfg.rl.max_completion_length,
+        temperature=cfg.rl.temperature,
+        top_p=cfg.rl.top_p,
+        epsilon=cfg.rl.epsilon,
+        num_iterations=cfg.rl.num_iterations,
+        reward_weights=weights,
+        use_vllm=cfg.rl.use_vllm,
+        vllm_mode=cfg.rl.vllm_mode,
+        vllm_server_base_url=cfg.rl.vllm_server_base_url,
+    )
+    if cfg.rl.beta is not None:
+        args["beta"] = cfg.rl.beta
+    return args, reward_funcs
+
+
+def _generation_eos_ids(cfg: TrainingConfig) -> list[int]:
+    """The end tokens in the model's generation config (some models stop on several)."""
+    from transformers import GenerationConfig
+
+    try:
+        eos = GenerationConfig.from_pretrained(resolve_model(cfg.model)).eos_token_id
+    except OSError:
+        return []
+    return [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
 
 
 def load_tokenizer(cfg: TrainingConfig):

@@ -22,7 +22,7 @@ SYSTEM_PROMPT = "You are a careful assistant. Answer arithmetic questions and en
 
 
 def make_question(rng: random.Random) -> tuple[str, int]:
-    a, b = rng.randint(0, 50), rng.randint(0, 50)
+    a, b = rng.randint(0, 9), rng.randint(0, 9)  # small enough that a small model can learn it on a CPU
     op = rng.choice("+-*")
     result = {"+": a + b, "-": a - b, "*": a * b}[op]
     template = rng.choice(["What is {a} {op} {b}?", "Compute {a} {op} {b}.", "{a} {op} {b} = ?"])

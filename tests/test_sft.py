@@ -180,7 +180,9 @@ def test_resume_continues_from_the_last_checkpoint(tmp_path, chat_jsonl):
 def test_unimplemented_method_fails_before_loading_anything(tmp_path):
     result = runner.invoke(app, ["train", "--method", "ppo", "--output-dir", str(tmp_path / "out")])
     assert result.exit_code == 2
-    assert "method 'ppo' is not implemented yet; implemented methods: sft, reward, dpo, kto" in result.output
+    assert (
+        "method 'ppo' is not implemented yet; implemented methods: sft, reward, dpo, kto, grpo, rloo" in result.output
+    )
     assert not (tmp_path / "out").exists()
 
 

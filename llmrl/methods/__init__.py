@@ -9,4 +9,6 @@ IMPLEMENTED = {
     "reward": "llmrl.methods.reward",
     "dpo": "llmrl.methods.dpo",
     "kto": "llmrl.methods.kto",
+    "grpo": "llmrl.methods.grpo",
+    "rloo": "llmrl.methods.rloo",
 }

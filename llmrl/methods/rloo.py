@@ -1,0 +1,36 @@
+"""REINFORCE Leave-One-Out: sample k completions per prompt and use the mean reward of the other k-1 as each
+one's baseline, with TRL's ``RLOOTrainer``.
+
+Prompts come from the data layer (any prompt schema); rewards are named by spec strings, typically a reward
+model trained by ``--method reward`` (``rewards=[reward_model:runs/rm/final]``). ``rl.num_generations`` is k.
+
+    llmrl train --method rloo --model runs/sft/final --dataset ultrafeedback --set rewards=[reward_model:runs/rm/final]
+"""
+
+from pathlib import Path
+
+from trl import RLOOConfig, RLOOTrainer
+
+from llmrl.config import TrainingConfig
+from llmrl.data import prepare_train_eval
+from llmrl.training import load_model, load_tokenizer, online_rl_args, peft_config, train_and_save, trl_config
+
+
+def train(cfg: TrainingConfig) -> Path:
+    return train_and_save(build_trainer(cfg), cfg)
+
+
+def build_trainer(cfg: TrainingConfig) -> RLOOTrainer:
+    tokenizer = load_tokenizer(cfg)
+    train_dataset, eval_dataset, _ = prepare_train_eval(cfg, tokenizer, "prompt")
+    rl_args, reward_funcs = online_rl_args(cfg, tokenizer)
+    args = trl_config(cfg, RLOOConfig, **rl_args)
+    return RLOOTrainer(
+        model=load_model(cfg),
+        reward_funcs=reward_funcs,
+        args=args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        processing_class=tokenizer,
+        peft_config=peft_config(cfg),
+    )
