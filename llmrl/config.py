@@ -20,9 +20,10 @@ from typing import Any
 import yaml
 
 from llmrl.errors import LlmrlError
+from llmrl.methods import MODULES
 from llmrl.rewards import parse_spec
 
-METHODS = ("sft", "reward", "dpo", "kto", "rloo", "grpo", "ppo")
+METHODS = tuple(MODULES)
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 REPORT_TO = ("none", "tensorboard", "wandb")
 LR_SCHEDULERS = (  # transformers' SchedulerType values that need no extra arguments
@@ -180,6 +181,31 @@ class OnlineRLOptions:
 
 
 @dataclass
+class PPOOptions:
+    """Options of PPO (``--method ppo``); sampling, the KL coefficient and the clip range are under ``rl``."""
+
+    ppo_epochs: int = 4  # optimization passes over each rollout batch
+    num_mini_batches: int = 1  # optimizer steps per pass (the rollout batch is split into this many)
+    gamma: float = 1.0  # discount over response tokens
+    lam: float = 0.95  # GAE lambda
+    cliprange_value: float = 0.2  # clip range of the value predictions
+    vf_coef: float = 0.1  # weight of the value loss
+    entropy_coef: float = 0.0  # entropy bonus
+    whiten_rewards: bool = False  # whiten the per-token rewards before GAE
+    kl_coef: float = 0.05  # beta of the per-token KL penalty (rl.beta, when set, takes precedence)
+
+    def __post_init__(self):
+        _check(self.ppo_epochs > 0, "ppo.ppo_epochs", self.ppo_epochs, "> 0")
+        _check(self.num_mini_batches > 0, "ppo.num_mini_batches", self.num_mini_batches, "> 0")
+        _check(0 < self.gamma <= 1, "ppo.gamma", self.gamma, "in (0, 1]")
+        _check(0 <= self.lam <= 1, "ppo.lam", self.lam, "in [0, 1]")
+        _check(self.cliprange_value > 0, "ppo.cliprange_value", self.cliprange_value, "> 0")
+        _check(self.vf_coef >= 0, "ppo.vf_coef", self.vf_coef, ">= 0")
+        _check(self.entropy_coef >= 0, "ppo.entropy_coef", self.entropy_coef, ">= 0")
+        _check(self.kl_coef >= 0, "ppo.kl_coef", self.kl_coef, ">= 0")
+
+
+@dataclass
 class RewardFunctionOptions:
     """Options of the rule-based and model reward functions named in ``rewards``."""
 
@@ -254,6 +280,7 @@ class TrainingConfig:
     rewards: list[str] = field(default_factory=list)  # online RL rewards, e.g. [accuracy, reward_model:runs/rm/final]
     reward_weights: list[float] | None = None  # one weight per reward (None: all 1)
     rl: OnlineRLOptions = field(default_factory=OnlineRLOptions)
+    ppo: PPOOptions = field(default_factory=PPOOptions)
     reward_fns: RewardFunctionOptions = field(default_factory=RewardFunctionOptions)
     api: ApiOptions = field(default_factory=ApiOptions)
 
@@ -302,7 +329,9 @@ class TrainingConfig:
             raise LlmrlError(
                 f"reward_weights has {len(self.reward_weights)} values for {len(self.rewards)} rewards; give one each"
             )
-        if self.method in ONLINE_METHODS:
+        if self.method == "ppo" and self.rl.use_vllm:
+            raise LlmrlError("--method ppo generates with transformers; rl.use_vllm is for grpo and rloo")
+        if self.method in ("grpo", "rloo"):
             batch = self.per_device_train_batch_size * self.gradient_accumulation_steps
             if batch % self.rl.num_generations:
                 raise LlmrlError(

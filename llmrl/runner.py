@@ -20,7 +20,7 @@ from llmrl.console import log_to_file, setup_console_logging
 from llmrl.data import local_path
 from llmrl.errors import LlmrlError, first_line
 from llmrl.memory import free_memory
-from llmrl.methods import IMPLEMENTED
+from llmrl.methods import MODULES
 
 PACKAGES = ("llmrl", "torch", "transformers", "trl", "datasets", "peft", "accelerate")
 SECRET_WORDS = ("key", "token", "secret", "password")
@@ -30,7 +30,6 @@ RUN_FILES = ("final", "metrics.jsonl", "run_info.json", "train.log", "tensorboar
 
 def run_training(cfg: TrainingConfig) -> Path:
     """Train ``cfg.method`` into ``cfg.output_dir`` and return the path of the saved ``final/`` model."""
-    module_name = method_module(cfg.method)
     check_inputs(cfg)
     created = cfg.output_dir is None or not Path(cfg.output_dir).exists()
     output_dir = prepare_output_dir(cfg)
@@ -53,7 +52,7 @@ def run_training(cfg: TrainingConfig) -> Path:
     with log_to_file(output_dir / "train.log") if _is_main_process() else contextlib.nullcontext():
         logger.info("training %s: model %s, dataset %s, output %s", cfg.method, cfg.model, cfg.dataset, output_dir)
         try:
-            method = importlib.import_module(module_name)
+            method = importlib.import_module(MODULES[cfg.method])
             final = method.train(cfg)
             info.update(status="completed", final_dir=str(final))
             return final
@@ -69,13 +68,6 @@ def run_training(cfg: TrainingConfig) -> Path:
             free_memory()
             if _is_main_process():
                 settle_output_dir(output_dir, replaced, created)
-
-
-def method_module(method: str) -> str:
-    """The module implementing ``method``, or a clear error for a planned but unimplemented one."""
-    if method not in IMPLEMENTED:
-        raise LlmrlError(f"method '{method}' is not implemented yet; implemented methods: {', '.join(IMPLEMENTED)}")
-    return IMPLEMENTED[method]
 
 
 def check_inputs(cfg: TrainingConfig) -> None:

@@ -212,6 +212,14 @@ def peft_config(cfg: TrainingConfig, task_type: str = "CAUSAL_LM"):
     )
 
 
+def append_metrics(path: Path, record: dict) -> None:
+    """One logged record: a line of ``metrics.jsonl`` and a readable line in the run log."""
+    with path.open("a") as f:
+        f.write(json.dumps(record) + "\n")
+    shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items() if k != "step")
+    metrics_logger.info("step %d: %s", record["step"], shown)
+
+
 class MetricsFileCallback(TrainerCallback):
     """Appends every logged dict to ``metrics.jsonl`` (with ``step``) and a readable line to the run log."""
 
@@ -221,11 +229,7 @@ class MetricsFileCallback(TrainerCallback):
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not state.is_world_process_zero or not logs:
             return
-        record = {"step": state.global_step, "epoch": state.epoch, **logs}
-        with self.path.open("a") as f:
-            f.write(json.dumps(record) + "\n")
-        shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in logs.items())
-        metrics_logger.info("step %d: %s", state.global_step, shown)
+        append_metrics(self.path, {"step": state.global_step, "epoch": state.epoch, **logs})
 
 
 def train_and_save(trainer, cfg: TrainingConfig) -> Path:

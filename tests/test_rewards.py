@@ -208,7 +208,8 @@ def test_api_reward_scores_over_http(monkeypatch):
         scores = reward([PROMPT, PROMPT, PROMPT], ["42", chat("forty-two"), ""])
     assert scores == [2.0, 9.0, 0.0]
     assert len(server.requests) == 3
-    request = server.requests[0]
+    # requests run concurrently and may arrive in any order
+    (request,) = [r for r in server.requests if r["body"]["messages"][-1]["content"] == "42"]
     assert request["path"] == "/v1/chat/completions" and request["auth"] == "Bearer sk-test-secret"
     assert request["body"]["model"] == "judge-1"
     assert request["body"]["messages"] == [*PROMPT, {"role": "assistant", "content": "42"}]

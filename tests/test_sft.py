@@ -177,15 +177,6 @@ def test_resume_continues_from_the_last_checkpoint(tmp_path, chat_jsonl):
     assert (out / "final" / "model.safetensors").is_file()
 
 
-def test_unimplemented_method_fails_before_loading_anything(tmp_path):
-    result = runner.invoke(app, ["train", "--method", "ppo", "--output-dir", str(tmp_path / "out")])
-    assert result.exit_code == 2
-    assert (
-        "method 'ppo' is not implemented yet; implemented methods: sft, reward, dpo, kto, grpo, rloo" in result.output
-    )
-    assert not (tmp_path / "out").exists()
-
-
 def test_lora_trains_only_the_adapter_and_saves_it_in_peft_format(tmp_path, chat_jsonl, tiny_model_path):
     from peft import PeftModel
 

@@ -1,0 +1,369 @@
+"""Proximal Policy Optimization for language models, llmrl's own (TRL removed its PPOTrainer in 1.13).
+
+The classic RLHF recipe, following the published implementation details of RLHF with PPO:
+
+1. Rollout: sample one completion per prompt from the policy (transformers' generate with KV cache), cut it
+   after the first end token, and score it with the reward functions (a reward model, a rule, an API ...).
+   A completion that never ends loses ``rl.missing_eos_penalty``.
+2. Rewards: the score on the last response token, minus a per-token KL penalty ``beta * (logp - logp_ref)``
+   against the frozen starting policy (with LoRA: the policy with its adapters off).
+3. Advantages: GAE (``ppo.gamma``, ``ppo.lam``) over response tokens with a value model (a scalar head on a
+   transformer, initialised from the reward model when ``rewards`` names one, else from the policy), whitened.
+4. Updates: ``ppo.ppo_epochs`` passes over shuffled minibatches: clipped ratio loss, clipped value loss,
+   optional entropy bonus, gradient clipping. Prompt and padding tokens are masked everywhere.
+
+Writes the policy to ``final/`` (loads with ``AutoModelForCausalLM``) and the value model to ``value_model/``.
+
+    llmrl train --method ppo --model runs/sft/final --dataset builtin:prompts --set rewards=[reward_model:runs/rm/final]
+"""
+
+import logging
+import math
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from torch import nn
+from transformers import AutoModelForSequenceClassification, get_scheduler
+
+from llmrl import ppo_math
+from llmrl.config import TrainingConfig
+from llmrl.data import prepare_train_eval
+from llmrl.errors import LlmrlError
+from llmrl.rewards import MissingEosPenalty, build_reward_functions, parse_spec
+from llmrl.training import append_metrics, detect_hardware, load_model, load_tokenizer, peft_config
+
+logger = logging.getLogger("llmrl")
+
+
+def train(cfg: TrainingConfig) -> Path:
+    trainer = build_trainer(cfg)
+    trainer.train()
+    return trainer.save()
+
+
+def build_trainer(cfg: TrainingConfig) -> "PPOTrainer":
+    if not cfg.rewards:
+        raise LlmrlError("--method ppo needs rewards: e.g. --set rewards=[reward_model:runs/rm/final]")
+    if cfg.resume:
+        raise LlmrlError("--resume is not supported by --method ppo yet: start the run again with --overwrite")
+    tokenizer = load_tokenizer(cfg)
+    dataset, _, _ = prepare_train_eval(cfg, tokenizer, "prompt")
+    return PPOTrainer(cfg, tokenizer, dataset)
+
+
+@dataclass
+class Rollout:
+    """One batch of sampled completions with everything the PPO updates need, shape (batch, response tokens)."""
+
+    query_ids: torch.Tensor  # left-padded prompts
+    query_mask: torch.Tensor
+    response_ids: torch.Tensor  # right-padded completions, cut after the first end token
+    response_mask: torch.Tensor  # 1 on response tokens (the end token included), 0 on padding
+    logprobs: torch.Tensor  # of the policy that sampled them
+    values: torch.Tensor
+    advantages: torch.Tensor
+    returns: torch.Tensor
+    stats: dict
+
+
+class PPOTrainer:
+    """The PPO loop: rollouts, GAE, clipped updates of policy and value model, metrics, saving."""
+
+    def __init__(self, cfg: TrainingConfig, tokenizer, dataset):
+        hardware = detect_hardware(cfg)
+        self.cfg, self.tokenizer = cfg, tokenizer
+        self.output_dir = Path(cfg.output_dir)
+        self.beta = cfg.rl.beta if cfg.rl.beta is not None else cfg.ppo.kl_coef
+        self.accelerator = Accelerator(
+            cpu=hardware.device == "cpu",
+            mixed_precision={"bf16": "bf16", "fp16": "fp16"}.get(hardware.precision, "no"),
+            gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        )
+        torch.manual_seed(cfg.seed)
+
+        self.policy = load_model(cfg)
+        value_source = next((arg for kind, arg in map(parse_spec, cfg.rewards) if kind == "reward_model"), None)
+        self.value_model = self.load_value_model(value_source)
+        self.reference = None
+        if cfg.lora.enabled:
+            from peft import get_peft_model
+
+            self.policy = get_peft_model(self.policy, peft_config(cfg))  # reference: the policy, adapters off
+            self.value_model = get_peft_model(self.value_model, peft_config(cfg, task_type="SEQ_CLS"))
+        else:
+            self.reference = load_model(cfg).eval().requires_grad_(False)
+        for model in (self.policy, self.value_model):
+            disable_dropout(model)
+            if hardware.gradient_checkpointing:
+                model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+        self.reward_funcs = build_reward_functions(cfg)
+        self.reward_weights = list(cfg.reward_weights or [1.0] * len(self.reward_funcs))
+        if cfg.rl.missing_eos_penalty:
+            eos = {tokenizer.eos_token_id}
+            self.reward_funcs.append(MissingEosPenalty(cfg.rl.missing_eos_penalty, cfg.rl.max_completion_length, eos))
+            self.reward_weights.append(1.0)
+
+        self.mini_batch_size = cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps
+        self.rollout_batch_size = self.mini_batch_size * cfg.ppo.num_mini_batches
+        self.dataset = dataset
+        loader = torch.utils.data.DataLoader(
+            dataset, batch_size=self.rollout_batch_size, shuffle=True, collate_fn=list, drop_last=True
+        )
+        if len(loader) == 0:
+            raise LlmrlError(
+                f"PPO needs at least {self.rollout_batch_size} prompts per rollout (per_device_train_batch_size x "
+                f"gradient_accumulation_steps x ppo.num_mini_batches); the dataset has {len(dataset)}"
+            )
+        steps_per_epoch = math.ceil(len(loader) / self.accelerator.num_processes)
+        self.total_steps = cfg.max_steps or max(1, math.ceil(cfg.num_train_epochs * steps_per_epoch))
+        parameters = [p for m in (self.policy, self.value_model) for p in m.parameters() if p.requires_grad]
+        learning_rate = cfg.learning_rate if cfg.learning_rate is not None else 3e-6
+        self.optimizer = torch.optim.AdamW(parameters, lr=learning_rate, weight_decay=cfg.weight_decay, eps=1e-5)
+        self.scheduler = get_scheduler(
+            cfg.lr_scheduler_type,
+            self.optimizer,
+            num_warmup_steps=math.ceil(cfg.warmup_ratio * self.total_steps),
+            num_training_steps=self.total_steps,
+        )
+        self.policy, self.value_model, self.optimizer, self.loader, self.scheduler = self.accelerator.prepare(
+            self.policy, self.value_model, self.optimizer, loader, self.scheduler
+        )
+        if self.reference is not None:
+            self.reference = self.reference.to(self.accelerator.device)
+        logger.info(
+            "PPO: %d rollout steps of %d prompts per process, %d epochs x %d minibatches each, beta %.3g",
+            self.total_steps,
+            self.rollout_batch_size,
+            cfg.ppo.ppo_epochs,
+            cfg.ppo.num_mini_batches,
+            self.beta,
+        )
+
+    def load_value_model(self, source: str | None):
+        """A transformer with a scalar head: the reward model's when one is given (its score head included),
+        else the policy's weights with a new head."""
+        from llmrl.builtin import resolve_model
+
+        path = resolve_model(source or self.cfg.model)
+        hardware = detect_hardware(self.cfg)
+        model = AutoModelForSequenceClassification.from_pretrained(
+            path, num_labels=1, dtype=hardware.dtype, trust_remote_code=self.cfg.trust_remote_code
+        )
+        if not isinstance(getattr(model, "score", None), nn.Linear):
+            raise LlmrlError(f"{type(model).__name__} has no 'score' head; PPO's value model needs one")
+        model.config.pad_token_id = self.tokenizer.pad_token_id
+        return model
+
+    # -----------------------------------------------------------------------------------------------------
+    # Forward passes
+
+    def response_logprobs(self, model, query_ids, query_mask, response_ids, response_mask):
+        """(log-probabilities, entropies) of the response tokens under ``model``, temperature applied."""
+        input_ids = torch.cat([query_ids, response_ids], dim=1)
+        attention_mask = torch.cat([query_mask, response_mask], dim=1)
+        position_ids = (attention_mask.cumsum(1) - 1).clamp(min=0)
+        logits = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids).logits
+        logits = logits[:, query_ids.shape[1] - 1 : -1].float() / (self.cfg.rl.temperature + 1e-7)
+        logprobs = torch.gather(logits.log_softmax(-1), 2, response_ids.unsqueeze(-1)).squeeze(-1)
+        return logprobs, ppo_math.entropy_from_logits(logits)
+
+    def response_values(self, query_ids, query_mask, response_ids, response_mask):
+        """The value model's estimate at each response token (read at the position that predicts it): its score
+        head applied to every position's last hidden state, not only the last token's as in a reward model."""
+        input_ids = torch.cat([query_ids, response_ids], dim=1)
+        attention_mask = torch.cat([query_mask, response_mask], dim=1)
+        position_ids = (attention_mask.cumsum(1) - 1).clamp(min=0)
+        outputs = self.value_model(
+            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, output_hidden_states=True
+        )
+        score_head = self.accelerator.unwrap_model(self.value_model).score
+        values = score_head(outputs.hidden_states[-1]).squeeze(-1).float()
+        return values[:, query_ids.shape[1] - 1 : -1]
+
+    # -----------------------------------------------------------------------------------------------------
+    # Rollout
+
+    @torch.no_grad()
+    def rollout(self, rows: list[dict]) -> Rollout:
+        cfg, tokenizer, device = self.cfg, self.tokenizer, self.accelerator.device
+        prompts = [row["prompt"] for row in rows]
+        texts = [
+            tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True) if isinstance(p, list) else p
+            for p in prompts
+        ]
+        query = tokenizer(texts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False)
+        query_ids, query_mask = query["input_ids"].to(device), query["attention_mask"].to(device)
+
+        policy = self.accelerator.unwrap_model(self.policy)
+        policy.eval()
+        generated = policy.generate(
+            input_ids=query_ids,
+            attention_mask=query_mask,
+            max_new_tokens=cfg.rl.max_completion_length,
+            do_sample=True,
+            temperature=cfg.rl.temperature,
+            top_p=cfg.rl.top_p,
+            top_k=0,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            use_cache=True,
+        )
+        policy.train()
+        response_ids, response_mask = cut_after_eos(generated[:, query_ids.shape[1] :], tokenizer)
+
+        # the score of each completion, from the reward functions, then the per-token rewards
+        completions = [
+            tokenizer.decode(ids[mask.bool()], skip_special_tokens=True)
+            for ids, mask in zip(response_ids, response_mask, strict=True)
+        ]
+        if isinstance(prompts[0], list):
+            completions = [[{"role": "assistant", "content": c}] for c in completions]
+        columns = {key: [row[key] for row in rows] for key in rows[0] if key != "prompt"}
+        completion_ids = [ids[mask.bool()].tolist() for ids, mask in zip(response_ids, response_mask, strict=True)]
+        scores = torch.zeros(len(rows), device=device)
+        for weight, function in zip(self.reward_weights, self.reward_funcs, strict=True):
+            values = function(prompts=prompts, completions=completions, completion_ids=completion_ids, **columns)
+            scores += weight * torch.tensor([math.nan if v is None else v for v in values], device=device)
+        scores = torch.nan_to_num(scores, nan=0.0)
+
+        sequences = (query_ids, query_mask, response_ids, response_mask)
+        logprobs, _ = self.response_logprobs(self.policy, *sequences)
+        if self.reference is None:
+            with self.accelerator.unwrap_model(self.policy).disable_adapter():
+                ref_logprobs, _ = self.response_logprobs(self.policy, *sequences)
+        else:
+            ref_logprobs, _ = self.response_logprobs(self.reference, *sequences)
+        values = self.response_values(*sequences)
+        mask = response_mask.float()
+        logprobs, ref_logprobs, values = logprobs * mask, ref_logprobs * mask, values * mask
+
+        kl = (logprobs - ref_logprobs) * mask
+        rewards = -self.beta * kl
+        last = (response_mask.sum(1) - 1).clamp(min=0)
+        rewards[torch.arange(len(rows), device=device), last] += scores
+        if cfg.ppo.whiten_rewards:
+            rewards = ppo_math.masked_whiten(rewards, mask, shift_mean=False)
+        advantages, returns = ppo_math.gae(rewards, values, mask, cfg.ppo.gamma, cfg.ppo.lam)
+        advantages = ppo_math.masked_whiten(advantages, mask)
+        stats = {
+            "score": scores.mean(),
+            "kl": kl.sum(1).mean(),
+            "rlhf_reward": (scores - self.beta * kl.sum(1)).mean(),
+            "response_length": mask.sum(1).mean(),
+            "explained_variance": ppo_math.explained_variance(values, returns, mask),
+        }
+        return Rollout(query_ids, query_mask, response_ids, response_mask, logprobs, values, advantages, returns, stats)
+
+    # -----------------------------------------------------------------------------------------------------
+    # Updates
+
+    def update(self, rollout: Rollout) -> list[dict[str, float]]:
+        """``ppo.ppo_epochs`` passes over shuffled minibatches; the statistics of every minibatch, in order."""
+        cfg, history = self.cfg, []
+        size = rollout.query_ids.shape[0]
+        micro = cfg.per_device_train_batch_size
+        for _ in range(cfg.ppo.ppo_epochs):
+            order = torch.randperm(size, device=rollout.query_ids.device)
+            for start in range(0, size, self.mini_batch_size):
+                batch_stats = []
+                for micro_start in range(start, start + self.mini_batch_size, micro):
+                    index = order[micro_start : micro_start + micro]
+                    with self.accelerator.accumulate(self.policy, self.value_model):
+                        loss, stats = self.loss(rollout, index)
+                        self.accelerator.backward(loss)
+                        if self.accelerator.sync_gradients and cfg.max_grad_norm:
+                            self.accelerator.clip_grad_norm_(
+                                [p for g in self.optimizer.param_groups for p in g["params"]], cfg.max_grad_norm
+                            )
+                        self.optimizer.step()
+                        self.optimizer.zero_grad()
+                    batch_stats.append(stats)
+                history.append({k: sum(s[k] for s in batch_stats) / len(batch_stats) for k in batch_stats[0]})
+        return history
+
+    def loss(self, rollout: Rollout, index: torch.Tensor):
+        """PPO's loss on the rollout rows ``index``: clipped policy loss + vf_coef * clipped value loss - entropy."""
+        cfg = self.cfg
+        query_ids, query_mask = rollout.query_ids[index], rollout.query_mask[index]
+        response_ids, response_mask = rollout.response_ids[index], rollout.response_mask[index]
+        mask = response_mask.float()
+        logprobs, entropy = self.response_logprobs(self.policy, query_ids, query_mask, response_ids, response_mask)
+        values = self.response_values(query_ids, query_mask, response_ids, response_mask)
+        pg_loss, pg_stats = ppo_math.policy_loss(
+            logprobs, rollout.logprobs[index], rollout.advantages[index], mask, cfg.rl.epsilon
+        )
+        vf_loss, vf_stats = ppo_math.value_loss(
+            values, rollout.values[index], rollout.returns[index], mask, cfg.ppo.cliprange_value
+        )
+        mean_entropy = ppo_math.masked_mean(entropy, mask)
+        loss = pg_loss + cfg.ppo.vf_coef * vf_loss - cfg.ppo.entropy_coef * mean_entropy
+        stats = {"policy_loss": pg_loss, "value_loss": vf_loss, "entropy": mean_entropy, **pg_stats, **vf_stats}
+        return loss, {k: v.item() for k, v in stats.items()}
+
+    # -----------------------------------------------------------------------------------------------------
+    # The loop and saving
+
+    def train(self) -> None:
+        metrics = self.output_dir / "metrics.jsonl"
+        if self.accelerator.is_main_process and metrics.exists():
+            metrics.unlink()
+        step = 0
+        while step < self.total_steps:
+            for rows in self.loader:
+                rollout = self.rollout(rows)
+                history = self.update(rollout)
+                self.scheduler.step()
+                step += 1
+                if step % self.cfg.logging_steps == 0 or step in (1, self.total_steps):
+                    record = self.gather_stats(rollout, history)
+                    if self.accelerator.is_main_process:
+                        append_metrics(
+                            metrics, {"step": step, **record, "learning_rate": self.scheduler.get_last_lr()[0]}
+                        )
+                if step >= self.total_steps:
+                    break
+
+    def gather_stats(self, rollout: Rollout, history: list[dict]) -> dict[str, float]:
+        """Rollout and update statistics, averaged over minibatches and processes."""
+        local = {k: float(v) for k, v in rollout.stats.items()}
+        for key in history[0]:
+            local[key] = sum(h[key] for h in history) / len(history)
+        tensor = torch.tensor(list(local.values()), device=self.accelerator.device)
+        averaged = self.accelerator.reduce(tensor, reduction="mean")
+        return dict(zip(local, averaged.tolist(), strict=True))
+
+    def save(self) -> Path:
+        """The policy (and tokenizer) to ``final/``, the value model to ``value_model/``, each written whole."""
+        self.accelerator.wait_for_everyone()
+        final = self.output_dir / "final"
+        if self.accelerator.is_main_process:
+            for model, name in ((self.policy, "final"), (self.value_model, "value_model")):
+                staging = self.output_dir / f".{name}-staging"
+                shutil.rmtree(staging, ignore_errors=True)
+                self.accelerator.unwrap_model(model).save_pretrained(staging)
+                self.tokenizer.save_pretrained(staging)
+                target = self.output_dir / name
+                shutil.rmtree(target, ignore_errors=True)
+                staging.rename(target)
+            logger.info("saved the policy to %s and the value model to %s", final, self.output_dir / "value_model")
+        self.accelerator.wait_for_everyone()
+        return final
+
+
+def cut_after_eos(response_ids: torch.Tensor, tokenizer) -> tuple[torch.Tensor, torch.Tensor]:
+    """Responses padded after their first end token (kept), and the mask of the tokens that remain."""
+    is_eos = response_ids == tokenizer.eos_token_id
+    after_eos = (is_eos.cumsum(1) - is_eos.long()) > 0  # strictly after the first end token
+    mask = (~after_eos).long()
+    return response_ids.masked_fill(after_eos, tokenizer.pad_token_id), mask
+
+
+def disable_dropout(model: nn.Module) -> None:
+    """PPO compares log-probabilities across passes: dropout would make them disagree."""
+    for module in model.modules():
+        if isinstance(module, nn.Dropout):
+            module.p = 0.0
