@@ -4,6 +4,7 @@ Heavy libraries (torch, transformers, datasets, trl) are imported only inside co
 ``llmrl --help`` answers at once.
 """
 
+import os
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -108,7 +109,8 @@ def train(
         from llmrl.runner import run_training
 
         final = run_training(cfg)
-        typer.echo(f"final model: {final}")
+        if os.environ.get("RANK", "0") == "0":  # under a distributed launcher, the main process reports
+            typer.echo(f"final model: {final}")
 
 
 @app.command("init-model")

@@ -163,3 +163,47 @@ def test_ppo_raises_the_score_of_a_rule_based_reward(tmp_path):
     scores = [json.loads(line)["score"] for line in (final.parent / "metrics.jsonl").read_text().splitlines()]
     first, last = sum(scores[:8]) / 8, sum(scores[-8:]) / 8
     assert last > first + 0.02, scores
+
+
+@pytest.mark.slow
+def test_ppo_under_two_processes(tmp_path):
+    """torchrun with 2 CPU processes (gloo): both roll out and update; metrics and the model are written once."""
+    import os
+    import subprocess
+
+    reward = reward_module(tmp_path)
+    out = tmp_path / "ppo"
+    command = [
+        os.path.join(os.path.dirname(sys.executable), "torchrun"),
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "llmrl",
+        "train",
+        "--method",
+        "ppo",
+        "--model",
+        "builtin:tiny",
+        "--dataset",
+        "builtin:prompts",
+        "--output-dir",
+        str(out),
+        "--max-steps",
+        "2",
+        "--set",
+        f"rewards=[{reward}]",
+        "--set",
+        "rl.max_completion_length=8",
+        "--set",
+        "logging_steps=1",
+        "--set",
+        "per_device_train_batch_size=4",
+    ]
+    env = {**os.environ, "PYTHONPATH": str(tmp_path), "ACCELERATE_USE_CPU": "1"}
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("final model:") == 1
+    info = json.loads((out / "run_info.json").read_text())
+    assert info["world_size"] == 2 and info["status"] == "completed"
+    assert [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()] == [1, 2]
+    AutoModelForCausalLM.from_pretrained(out / "final")
