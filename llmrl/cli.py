@@ -141,6 +141,66 @@ def merge(
         typer.echo(f"merged model: {merge_adapter(adapter, output, base)}")
 
 
+@app.command("eval")
+def eval_command(
+    model: str = typer.Option(..., help="The model to evaluate, e.g. runs/dpo/final."),
+    judge: str = typer.Option(..., help="reward_model:PATH, api:URL, accuracy, or any other reward spec."),
+    reference: str | None = typer.Option(None, help="The model to compare with (default: the run's starting model)."),
+    dataset: str = typer.Option("ultrafeedback", help="Prompts: any dataset the data layer reads."),
+    split: str | None = typer.Option(None, help="Held-out split (default: test_prefs for ultrafeedback, else test)."),
+    num_prompts: int = typer.Option(200, help="Prompts to answer (shuffled with --seed)."),
+    output_dir: str | None = typer.Option(None, help="Where results.json and samples.jsonl go."),
+    max_new_tokens: int = typer.Option(256, help="Longest response, in tokens."),
+    temperature: float = typer.Option(0.0, help="Sampling temperature; 0 decodes greedily."),
+    batch_size: int = typer.Option(16, help="Prompts generated or scored at once."),
+    seed: int | None = typer.Option(None, help="Seed of the prompt sample, the decoding and the bootstrap."),
+    config: Path | None = typer.Option(None, "--config", "-c", help="YAML with api.*, reward_fns.*, data.* keys."),
+    sets: list[str] = typer.Option([], "--set", "-s", help="Config keys, e.g. --set api.model=NAME."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the results in --output-dir."),
+):
+    """Compare a model with a reference on held-out prompts (win rate, rewards, intervals), judged by a reward spec."""
+    with reported_errors():
+        from llmrl.rewards import parse_spec
+
+        parse_spec(judge)
+        split = split or ("test_prefs" if dataset == "ultrafeedback" else "test")
+        flags = dict(model=model, dataset=dataset, split=split, output_dir=output_dir, seed=seed)
+        cfg = load_config(config, flags=flags, sets=sets)
+        from llmrl.console import setup_console_logging
+        from llmrl.evaluation import EvalSettings, evaluate
+
+        setup_console_logging()
+        settings = EvalSettings(
+            judge=judge,
+            reference=reference,
+            num_prompts=num_prompts,
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            batch_size=batch_size,
+            overwrite=overwrite,
+        )
+        results = evaluate(cfg, settings)
+        print_eval_table(results)
+
+
+def print_eval_table(results: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{results['model']} vs {results['reference']}, judged by {results['judge']}")
+    table.add_column("figure")
+    table.add_column("mean", justify="right")
+    table.add_column("95% interval", justify="right")
+    names = ["win_rate", "win_probability", "model_reward", "reference_reward", "reward_improvement"]
+    for name in (n for n in names if n in results):
+        low, high = results[name]["ci95"]
+        table.add_row(name.replace("_", " "), f"{results[name]['mean']:.4g}", f"[{low:.4g}, {high:.4g}]")
+    for role, length in results["mean_length"].items():
+        table.add_row(f"{role} response length (words)", f"{length:.1f}", "")
+    table.caption = f"{results['scored_prompts']} of {results['num_prompts']} prompts scored"
+    Console().print(table)
+
+
 data_app = typer.Typer(help="Look at datasets the way llmrl will read them.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 SEGMENT_STYLES = {

@@ -35,6 +35,29 @@ def tiny_model_path() -> Path:
     return ensure_builtin("tiny")
 
 
+@pytest.fixture(scope="session")
+def trained_reward_model(tmp_path_factory):
+    """A tiny reward model trained by --method reward to prefer answers that say 'good'."""
+    from llmrl.config import load_config
+    from llmrl.runner import run_training
+
+    root = tmp_path_factory.mktemp("rm")
+    rows = [{"prompt": f"Q{i}?", "chosen": f"good good {i}", "rejected": f"bad bad {i}"} for i in range(64)]
+    (root / "pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return run_training(
+        load_config(
+            sets=[
+                "method=reward",
+                "model=builtin:tiny",
+                f"dataset={root / 'pairs.jsonl'}",
+                f"output_dir={root / 'out'}",
+                "max_steps=30",
+                "learning_rate=5e-3",
+            ]
+        )
+    )
+
+
 @pytest.fixture
 def chat_jsonl(tmp_path) -> Path:
     path = tmp_path / "chat.jsonl"

@@ -2,10 +2,9 @@
 and a reward model trained by --method reward."""
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from helpers import FakeRewardServer
 
 from llmrl.config import load_config
 from llmrl.errors import LlmrlError
@@ -152,50 +151,6 @@ def test_parse_score(content, score):
 # api: against a real server on 127.0.0.1
 
 
-class FakeRewardServer:
-    """An OpenAI-compatible chat-completions server that scores by answer length, failing on demand."""
-
-    def __init__(self, failures: int = 0, status: int = 503):
-        self.requests, self.failures, self.status = [], failures, status
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                server.requests.append({"path": self.path, "auth": self.headers.get("Authorization"), "body": body})
-                if server.failures > 0:
-                    server.failures -= 1
-                    self.send_response(server.status)
-                    self.send_header("Retry-After", "0")
-                    self.end_headers()
-                    return
-                answer = body["messages"][-1]["content"]
-                reply = {
-                    "choices": [{"index": 0, "message": {"role": "assistant", "content": f"reward:{len(answer)}"}}]
-                }
-                payload = json.dumps(reply).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 def api_reward(url, *sets):
     cfg = load_config(sets=[f"rewards=[api:{url}]", "api.model=judge-1", "api.backoff=0", *sets])
     return build_reward_functions(cfg)[0]
@@ -264,28 +219,6 @@ def test_api_reward_without_a_key_for_a_local_server(monkeypatch):
 
 # ---------------------------------------------------------------------------------------------------------
 # reward_model:
-
-
-@pytest.fixture(scope="module")
-def trained_reward_model(tmp_path_factory):
-    """A tiny reward model trained by --method reward to prefer answers that say 'good'."""
-    from llmrl.runner import run_training
-
-    root = tmp_path_factory.mktemp("rm")
-    rows = [{"prompt": f"Q{i}?", "chosen": f"good good {i}", "rejected": f"bad bad {i}"} for i in range(64)]
-    (root / "pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return run_training(
-        load_config(
-            sets=[
-                "method=reward",
-                "model=builtin:tiny",
-                f"dataset={root / 'pairs.jsonl'}",
-                f"output_dir={root / 'out'}",
-                "max_steps=30",
-                "learning_rate=5e-3",
-            ]
-        )
-    )
 
 
 def test_reward_model_reward_scores_in_batches(trained_reward_model):
