@@ -1,27 +1,42 @@
 #!/usr/bin/env bash
-# Set up llmrl (scripts/setup.sh) and run the pipeline.
-#   ./run_all.sh --test   offline: the built-in small model and the bundled arithmetic data (a few minutes on a CPU)
-#   ./run_all.sh --prod   the production preset (lands with `llmrl pipeline`)
-# Outputs go to runs/<run id>/; the run id is printed at the start.
+# Set up llmrl (scripts/setup.sh) and run a whole post-training pipeline.
+#   ./run_all.sh --test          offline: built-in model, bundled arithmetic data, every stage (minutes on a CPU)
+#   ./run_all.sh --prod          the production preset, configs/pipelines/qwen2.5-0.5b.yaml (Hub and GPU needed)
+#   ./run_all.sh --tmux --test   the same, in a detached tmux session named after the run id
+# The run goes to runs/<run id>/ (printed first); then `llmrl report runs/<run id>` tables and plots it.
 set -euo pipefail
 cd "$(dirname "$0")"
 
-usage() { sed -n '2,5p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//'; }
 
-mode=${1:---test}
-case "$mode" in
-  --test) ;;
-  --prod)
-    echo "error: --prod is not available yet: the production pipeline comes with 'llmrl pipeline'; use --test" >&2
-    exit 2 ;;
-  -h|--help) usage; exit 0 ;;
-  *) echo "error: unknown option '$mode'; expected --test or --prod" >&2; usage >&2; exit 2 ;;
-esac
+tmux_mode=false mode=""
+for arg in "$@"; do
+  case "$arg" in
+    --test|--prod) mode=$arg ;;
+    --tmux) tmux_mode=true ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "error: unknown option '$arg'; expected --test, --prod, --tmux" >&2; usage >&2; exit 2 ;;
+  esac
+done
+mode=${mode:---test}
+config=configs/pipelines/test.yaml
+[ "$mode" = --prod ] && config=configs/pipelines/qwen2.5-0.5b.yaml
+
+run_id=${LLMRL_RUN_ID:-$(date +%Y%m%d_%H%M%S)_$(head -c 2 /dev/urandom | od -An -tx1 | tr -d ' \n')}
+if $tmux_mode; then
+  if ! command -v tmux >/dev/null; then
+    echo "error: --tmux needs tmux, which is not installed (e.g. apt-get install tmux); run without --tmux" >&2
+    exit 2
+  fi
+  mkdir -p runs
+  tmux new-session -d -s "llmrl-$run_id" "LLMRL_RUN_ID=$run_id ./run_all.sh $mode 2>&1 | tee runs/$run_id.out"
+  echo "started tmux session llmrl-$run_id (run id $run_id)"
+  echo "  attach:      tmux attach -t llmrl-$run_id"
+  echo "  follow log:  tail -f runs/$run_id/events.log   (full output: runs/$run_id.out)"
+  exit 0
+fi
 
 scripts/setup.sh
-if [ -f .env ]; then set -a; . ./.env; set +a; fi  # tokens and tracker settings (see .env.example)
-run_id="test-$(date +%Y%m%d-%H%M%S)"
 echo "run id: $run_id (outputs in runs/$run_id)"
-# The pipeline so far: SFT. Later stages (reward, DPO, RLOO/GRPO/PPO, eval) join as they land.
-.venv/bin/llmrl train --config configs/sft_test.yaml --output-dir "runs/$run_id/sft"
-echo "done: runs/$run_id/sft/final (metrics in runs/$run_id/sft/metrics.jsonl)"
+.venv/bin/llmrl pipeline --config "$config" --run-dir "runs/$run_id"
+.venv/bin/llmrl report "runs/$run_id"

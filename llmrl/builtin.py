@@ -17,7 +17,7 @@ from llmrl.data.sources import SAMPLES_DIR
 from llmrl.errors import LlmrlError
 
 # Bump when a preset's recipe changes, so that stale cached copies are rebuilt rather than reused.
-RECIPE_VERSION = 2
+RECIPE_VERSION = 3
 PRESETS = {
     # about 35k parameters: fast enough for unit tests
     "tiny": dict(

@@ -4,6 +4,7 @@ Heavy libraries (torch, transformers, datasets, trl) are imported only inside co
 ``llmrl --help`` answers at once.
 """
 
+import json
 import os
 import sys
 from contextlib import contextmanager
@@ -201,6 +202,56 @@ def print_eval_table(results: dict) -> None:
     Console().print(table)
 
 
+@app.command()
+def pipeline(
+    config: Path | None = typer.Option(
+        None, "--config", "-c", help="A pipeline file, e.g. configs/pipelines/test.yaml."
+    ),
+    test: bool = typer.Option(False, "--test", help="Run the offline built-in pipeline (configs/pipelines/test.yaml)."),
+    stages: str | None = typer.Option(None, help="Comma-separated stages to run, e.g. sft,reward,dpo (default: all)."),
+    resume: Path | None = typer.Option(None, "--resume", help="A run folder to finish: done stages are skipped."),
+    run_dir: Path | None = typer.Option(None, "--run-dir", help="Folder for a new run (default: runs/<run id>)."),
+):
+    """Run post-training stages in order (sft, reward, dpo, kto, grpo, rloo, ppo, eval), each feeding the next."""
+    with reported_errors():
+        from llmrl.pipeline import load_pipeline, run_pipeline
+
+        if test and config:
+            raise LlmrlError("--test runs configs/pipelines/test.yaml: give either --test or --config")
+        if resume and run_dir:
+            raise LlmrlError("--resume names the run folder already: drop --run-dir")
+        if not (config or test or resume):
+            raise LlmrlError("name a pipeline: --config configs/pipelines/NAME.yaml, --test, or --resume RUN_DIR")
+        if resume and not config:
+            info = resume / "run_info.json"
+            if not info.is_file():
+                raise LlmrlError(f"--resume {resume}: not an llmrl pipeline run folder (no run_info.json)")
+            config = Path(json.loads(info.read_text())["source"])
+        config = config or Path(__file__).resolve().parent.parent / "configs" / "pipelines" / "test.yaml"
+        selected = [s.strip() for s in stages.split(",") if s.strip()] if stages else None
+        loaded = load_pipeline(config, selected)
+        finished = run_pipeline(loaded, run_dir=resume or run_dir, resume=resume is not None)
+        from llmrl.report import print_summary
+
+        print_summary([finished])
+        typer.echo(f"run folder: {finished}")
+
+
+@app.command()
+def report(
+    runs: list[Path] = typer.Argument(..., help="One run folder, or two to overlay."),
+):
+    """Summarise a pipeline run (or compare two) and write PNG plots of each stage's metrics into the run folder."""
+    with reported_errors():
+        from llmrl.report import print_summary, write_plots
+
+        if len(runs) > 2:
+            raise LlmrlError("llmrl report takes one run folder, or two to overlay")
+        print_summary(runs)
+        for path in write_plots(runs):
+            typer.echo(f"plot: {path}")
+
+
 data_app = typer.Typer(help="Look at datasets the way llmrl will read them.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 SEGMENT_STYLES = {
@@ -260,6 +311,9 @@ def data_inspect(
 
 
 def main() -> None:
+    from llmrl.dotenv import load_dotenv
+
+    load_dotenv()  # API keys and tracker settings from ./.env (see .env.example); existing variables win
     app(prog_name="llmrl")
 
 

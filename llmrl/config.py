@@ -25,7 +25,7 @@ from llmrl.rewards import parse_spec
 
 METHODS = tuple(MODULES)
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
-REPORT_TO = ("none", "tensorboard", "wandb")
+REPORT_TO = ("none", "tensorboard", "wandb", "trackio", "neptune")
 LR_SCHEDULERS = (  # transformers' SchedulerType values that need no extra arguments
     "linear",
     "cosine",
@@ -267,7 +267,8 @@ class TrainingConfig:
     eval_steps: int | None = None  # None: same as logging_steps
     precision: str = "auto"  # auto: bf16 on a GPU that supports it, fp32 on CPU
     gradient_checkpointing: bool | None = None  # None: on for CUDA, off on CPU
-    report_to: list[str] = field(default_factory=lambda: ["none"])  # none, tensorboard, wandb
+    report_to: list[str] = field(default_factory=lambda: ["none"])  # none, tensorboard, wandb, trackio, neptune
+    project: str | None = None  # tracker project (W&B, trackio); else $WANDB_PROJECT, else "llmrl"
     run_name: str | None = None  # name shown by trackers
     trust_remote_code: bool = False  # run code shipped with a hub model; only for models you trust
     attn_implementation: str | None = None  # e.g. sdpa, eager, flash_attention_2 (None: transformers' choice)

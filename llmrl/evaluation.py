@@ -244,3 +244,4 @@ def log_to_trackers(cfg: TrainingConfig, output_dir: Path, results: dict) -> Non
         run = wandb.init(project="llmrl", name=cfg.run_name or output_dir.name, dir=str(output_dir), job_type="eval")
         run.log(scalars)
         run.finish()
+        wandb.teardown()

@@ -11,6 +11,7 @@ import os
 import platform
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -25,7 +26,15 @@ from llmrl.methods import MODULES
 PACKAGES = ("llmrl", "torch", "transformers", "trl", "datasets", "peft", "accelerate")
 SECRET_WORDS = ("key", "token", "secret", "password")
 logger = logging.getLogger("llmrl")
-RUN_FILES = ("final", "metrics.jsonl", "run_info.json", "train.log", "tensorboard")  # a run's files, and checkpoint-*
+RUN_FILES = (
+    "final",
+    "metrics.jsonl",
+    "run_info.json",
+    "train.log",
+    "tensorboard",
+    "wandb",
+    "value_model",
+)  # a run's files, and checkpoint-*
 
 
 def run_training(cfg: TrainingConfig) -> Path:
@@ -35,6 +44,7 @@ def run_training(cfg: TrainingConfig) -> Path:
     output_dir = prepare_output_dir(cfg)
     replaced = set_aside_previous_run(output_dir) if cfg.overwrite and _is_main_process() else None
     os.environ["TENSORBOARD_LOGGING_DIR"] = str(output_dir / "tensorboard")  # read by transformers' callback
+    os.environ["WANDB_DIR"] = str(output_dir)  # W&B's files (offline runs too) stay with the run
     setup_console_logging()
     info = {
         "method": cfg.method,
@@ -65,6 +75,7 @@ def run_training(cfg: TrainingConfig) -> Path:
         finally:
             info.update(end_time=_now(), wall_seconds=round(time.monotonic() - started, 2))
             write_run_info(output_dir, info)
+            finish_trackers()
             free_memory()
             if _is_main_process():
                 settle_output_dir(output_dir, replaced, created)
@@ -141,6 +152,14 @@ def settle_output_dir(output_dir: Path, replaced: Path | None, created: bool) ->
         replaced.rmdir()
     if created:
         shutil.rmtree(output_dir, ignore_errors=True)
+
+
+def finish_trackers() -> None:
+    """Close this run's W&B run, so that its files are complete and the next stage starts a run of its own."""
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and getattr(wandb, "run", None) is not None:
+        wandb.finish()
+        wandb.teardown()  # W&B keeps its first settings (WANDB_DIR) process-wide; the next run reads them anew
 
 
 def write_run_info(output_dir: Path, info: dict) -> None:

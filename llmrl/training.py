@@ -8,6 +8,7 @@ import dataclasses
 import importlib.util
 import json
 import logging
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +63,9 @@ def detect_hardware(cfg: TrainingConfig) -> Hardware:
         )
     if cfg.lora.quantize and importlib.util.find_spec("bitsandbytes") is None:
         raise LlmrlError(f"lora.quantize={cfg.lora.quantize} (QLoRA) needs bitsandbytes: pip install bitsandbytes")
+    for tracker in cfg.report_to:
+        if tracker not in ("none", "tensorboard") and importlib.util.find_spec(tracker) is None:
+            raise LlmrlError(f"report_to names {tracker}, which is not installed: pip install {tracker}")
     if cfg.rl.use_vllm and cfg.method in ONLINE_METHODS:
         if device != "cuda":
             raise LlmrlError(f"rl.use_vllm needs a CUDA GPU, and this machine has {device} only; drop rl.use_vllm")
@@ -112,8 +116,19 @@ def trl_config(cfg: TrainingConfig, config_cls, **method_args):
     args[checkpointing_field] = hardware.gradient_checkpointing
     if cfg.learning_rate is not None:
         args["learning_rate"] = cfg.learning_rate
+    if "project" in {f.name for f in dataclasses.fields(config_cls)}:
+        args["project"] = tracker_project(cfg)
     args.update(method_args)
     return config_cls(**args)
+
+
+def tracker_project(cfg: TrainingConfig) -> str:
+    """The tracker project: ``project``, else $WANDB_PROJECT (from the environment or .env), else llmrl.
+    W&B reads it from $WANDB_PROJECT, which is set here for the run."""
+    project = cfg.project or os.environ.get("WANDB_PROJECT") or "llmrl"
+    if "wandb" in cfg.report_to:
+        os.environ["WANDB_PROJECT"] = project
+    return project
 
 
 def online_rl_args(cfg: TrainingConfig, tokenizer) -> tuple[dict, list]:
@@ -229,7 +244,13 @@ class MetricsFileCallback(TrainerCallback):
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not state.is_world_process_zero or not logs:
             return
+        if torch.cuda.is_available():  # in place: the progress bar and the trackers show it too
+            logs["gpu_memory_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
         append_metrics(self.path, {"step": state.global_step, "epoch": state.epoch, **logs})
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            logger.info("checkpoint saved: %s/checkpoint-%d", args.output_dir, state.global_step)
 
 
 def train_and_save(trainer, cfg: TrainingConfig) -> Path:
@@ -243,7 +264,7 @@ def train_and_save(trainer, cfg: TrainingConfig) -> Path:
             keep_records_up_to(metrics, int(Path(checkpoint).name.split("-")[-1]))
         elif metrics.exists():
             metrics.unlink()  # left by an earlier attempt that saved nothing; this run starts the file anew
-    trainer.add_callback(MetricsFileCallback(metrics))
+    trainer.callback_handler.callbacks.insert(0, MetricsFileCallback(metrics))  # first: it adds gpu_memory_gb
     trainer.train(resume_from_checkpoint=checkpoint)
     if trainer.eval_dataset is not None:
         results = trainer.evaluate()  # logged to metrics.jsonl like every other record

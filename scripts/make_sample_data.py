@@ -4,7 +4,8 @@ A synthetic arithmetic task, so that every stage of the pipeline can show measur
 
 - sft/         chat conversations (``messages``): a question and a worked answer ending in ``#### N``.
 - preference/  pairs with an explicit prompt (``prompt``, ``chosen``, ``rejected``, conversational):
-               the chosen answer is right, the rejected one is off by a small amount.
+               the chosen answer is right; the rejected one is off by a small amount, and half the time
+               also skips the final '#### N' line.
 - prompts/     prompt-only rows with the verifiable ``answer`` column, for online RL and evaluation.
 
 Each folder has ``train.jsonl`` and ``test.jsonl``; no question appears in both splits of a folder.
@@ -56,10 +57,12 @@ def sft_row(rng: random.Random, question: str, result: int) -> dict:
 
 def preference_row(rng: random.Random, question: str, result: int) -> dict:
     wrong = result + rng.choice([-1, 1]) * rng.randint(1, 9)
+    # half the rejected answers are wrong in the right format, half are wrong and skip the '#### N' line
+    rejected = worked_answer(question, wrong) if rng.random() < 0.5 else f"I think it is {wrong}."
     return {
         "prompt": [{"role": "user", "content": question}],
         "chosen": [{"role": "assistant", "content": worked_answer(question, result)}],
-        "rejected": [{"role": "assistant", "content": worked_answer(question, wrong)}],
+        "rejected": [{"role": "assistant", "content": rejected}],
     }
 
 

@@ -311,6 +311,9 @@ class PPOTrainer:
         metrics = self.output_dir / "metrics.jsonl"
         if self.accelerator.is_main_process and metrics.exists():
             metrics.unlink()
+        from tqdm.auto import tqdm
+
+        progress = tqdm(total=self.total_steps, desc="PPO", disable=not self.accelerator.is_main_process)
         step = 0
         while step < self.total_steps:
             for rows in self.loader:
@@ -318,6 +321,11 @@ class PPOTrainer:
                 history = self.update(rollout)
                 self.scheduler.step()
                 step += 1
+                shown = {"score": f"{rollout.stats['score'].item():.3g}", "kl": f"{rollout.stats['kl'].item():.3g}"}
+                if torch.cuda.is_available():
+                    shown["gpu_gb"] = f"{torch.cuda.max_memory_allocated() / 2**30:.1f}"
+                progress.set_postfix(shown)
+                progress.update()
                 if step % self.cfg.logging_steps == 0 or step in (1, self.total_steps):
                     record = self.gather_stats(rollout, history)
                     if self.accelerator.is_main_process:
@@ -326,6 +334,7 @@ class PPOTrainer:
                         )
                 if step >= self.total_steps:
                     break
+        progress.close()
 
     def gather_stats(self, rollout: Rollout, history: list[dict]) -> dict[str, float]:
         """Rollout and update statistics, averaged over minibatches and processes."""

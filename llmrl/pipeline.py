@@ -1,0 +1,291 @@
+"""``llmrl pipeline``: the stages of post-training in order, each feeding the next, in one run folder.
+
+A pipeline file (``configs/pipelines/*.yaml``) has ``defaults`` (TrainingConfig keys shared by every training
+stage) and ``stages``, a mapping from stage name to its own keys. Stages run in the order of ``STAGES``:
+
+- SFT's ``final/`` is the starting model of reward, DPO, KTO, GRPO, RLOO and PPO, and eval's reference;
+- the reward model's ``final/`` is the reward of RLOO and PPO and eval's judge, unless a stage names others;
+- eval compares the last policy stage (or ``policy: NAME``) with its reference.
+
+Every run gets ``runs/<YYYYMMDD_HHMMSS_xxxx>/`` with ``run_info.json`` (stages, config, versions, status and
+timings), ``events.log`` (stage starts and ends, checkpoints, warnings), ``console.log`` (everything printed),
+and one folder per stage with the method's outputs and its own ``events.log`` and ``console.log``. A failed
+stage stops the pipeline and leaves the finished ones as they are; ``--resume RUN_DIR`` skips the stages that
+finished and continues the interrupted one from its newest checkpoint.
+"""
+
+import contextlib
+import datetime
+import json
+import logging
+import secrets
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from llmrl.config import TrainingConfig, from_dict, read_yaml
+from llmrl.errors import LlmrlError, first_line
+
+logger = logging.getLogger("llmrl")
+STAGES = ("sft", "reward", "dpo", "kto", "grpo", "rloo", "ppo", "eval")
+POLICY_STAGES = ("sft", "dpo", "kto", "grpo", "rloo", "ppo")
+STARTS_FROM_SFT = ("reward", "dpo", "kto", "grpo", "rloo", "ppo")
+REWARDED_BY_RM = ("rloo", "ppo")
+EVAL_KEYS = ("judge", "policy", "reference", "num_prompts", "max_new_tokens", "temperature", "batch_size")
+
+
+@dataclass
+class Pipeline:
+    """A pipeline file, read and checked."""
+
+    name: str
+    defaults: dict[str, Any]
+    stages: dict[str, dict[str, Any]]  # in STAGES order
+    source: Path | None = None
+    selected: list[str] = field(default_factory=list)
+
+
+def load_pipeline(path: str | Path, stages: list[str] | None = None) -> Pipeline:
+    data = read_yaml(path)
+    unknown = set(data) - {"name", "defaults", "stages"}
+    if unknown:
+        raise LlmrlError(f"pipeline {path}: unknown top-level keys {sorted(unknown)}; expected name, defaults, stages")
+    sections = data.get("stages") or {}
+    if not isinstance(sections, dict) or not sections:
+        raise LlmrlError(f"pipeline {path}: 'stages' must map stage names to their settings")
+    for name in sections:
+        if name not in STAGES:
+            raise LlmrlError(f"pipeline {path}: unknown stage '{name}'; stages: {', '.join(STAGES)}")
+    ordered = {name: dict(sections[name] or {}) for name in STAGES if name in sections}
+    selected = list(ordered)
+    if stages:
+        missing = [s for s in stages if s not in ordered]
+        if missing:
+            raise LlmrlError(
+                f"--stages names {', '.join(missing)}, which {path} does not define ({', '.join(ordered)})"
+            )
+        selected = [s for s in ordered if s in stages]
+    pipeline = Pipeline(
+        data.get("name") or Path(path).stem, dict(data.get("defaults") or {}), ordered, Path(path), selected
+    )
+    for stage in ordered:  # every stage's config is checked before anything runs
+        stage_config(pipeline, stage, Path("runs/check"))
+    return pipeline
+
+
+def stage_config(pipeline: Pipeline, stage: str, run_dir: Path) -> TrainingConfig:
+    """The TrainingConfig of one stage: defaults, the stage's keys, and what earlier stages feed it."""
+    values = {**pipeline.defaults, **{k: v for k, v in pipeline.stages[stage].items() if k not in EVAL_KEYS}}
+    values = yaml.safe_load(yaml.safe_dump(values))  # a deep copy
+    if "sft" in pipeline.stages and stage in STARTS_FROM_SFT and "model" not in pipeline.stages[stage]:
+        values["model"] = str(stage_output(pipeline, "sft", run_dir))
+    if "reward" in pipeline.stages and stage in REWARDED_BY_RM and "rewards" not in pipeline.stages[stage]:
+        values["rewards"] = [f"reward_model:{stage_output(pipeline, 'reward', run_dir)}"]
+    values["method"] = "sft" if stage == "eval" else stage
+    values["output_dir"] = str(run_dir / stage)
+    values.setdefault("run_name", f"{run_dir.name}-{stage}")
+    try:
+        return from_dict(TrainingConfig, values)
+    except LlmrlError as e:
+        raise LlmrlError(f"pipeline stage '{stage}': {e}") from None
+
+
+def uses_lora(pipeline: Pipeline, stage: str) -> bool:
+    lora = {**(pipeline.defaults.get("lora") or {}), **(pipeline.stages[stage].get("lora") or {})}
+    return bool(lora.get("enabled"))
+
+
+def stage_output(pipeline: Pipeline, stage: str, run_dir: Path) -> Path:
+    """The model a stage hands on: ``final/``, or ``merged/`` (adapter merged into its base) for a LoRA stage."""
+    return run_dir / stage / ("merged" if uses_lora(pipeline, stage) else "final")
+
+
+def eval_settings(pipeline: Pipeline, run_dir: Path):
+    """(model to evaluate, EvalSettings) of the eval stage."""
+    from llmrl.evaluation import EvalSettings
+
+    section = pipeline.stages["eval"]
+    policies = [s for s in POLICY_STAGES if s in pipeline.stages]
+    policy = section.get("policy") or (policies[-1] if policies else None)
+    if policy is None or policy not in pipeline.stages:
+        raise LlmrlError("pipeline stage 'eval': no policy stage to evaluate; set eval.policy to one")
+    reference = section.get("reference")
+    if reference is None:
+        reference = str(stage_output(pipeline, "sft", run_dir)) if "sft" in pipeline.stages else None
+        reference = reference or pipeline.defaults.get("model")
+    judge = section.get("judge")
+    if judge is None and "reward" in pipeline.stages:
+        judge = f"reward_model:{stage_output(pipeline, 'reward', run_dir)}"
+    if judge is None:
+        raise LlmrlError("pipeline stage 'eval' needs a judge (e.g. judge: accuracy), or a reward stage")
+    settings = EvalSettings(
+        judge=judge,
+        reference=reference,
+        **{k: section[k] for k in ("num_prompts", "max_new_tokens", "temperature", "batch_size") if k in section},
+        overwrite=True,
+    )
+    return str(stage_output(pipeline, policy, run_dir)), settings
+
+
+def new_run_dir(root: Path = Path("runs")) -> Path:
+    """A new, unique run folder: runs/YYYYMMDD_HHMMSS_xxxx (never an existing one)."""
+    root.mkdir(parents=True, exist_ok=True)
+    while True:
+        run_dir = root / f"{datetime.datetime.now():%Y%m%d_%H%M%S}_{secrets.token_hex(2)}"
+        try:
+            run_dir.mkdir()
+            return run_dir
+        except FileExistsError:
+            continue
+
+
+def run_pipeline(pipeline: Pipeline, run_dir: Path | None = None, resume: bool = False) -> Path:
+    """Run the selected stages into ``run_dir`` (a new run folder unless resuming); return the run folder."""
+    from llmrl.console import setup_console_logging
+
+    if resume:
+        if run_dir is None or not (run_dir / "run_info.json").is_file():
+            raise LlmrlError(f"--resume {run_dir}: not an llmrl pipeline run folder (no run_info.json)")
+    else:
+        run_dir = run_dir or new_run_dir()
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if any(run_dir.iterdir()):
+            raise LlmrlError(f"{run_dir} is not empty: a pipeline run never reuses a folder (use --resume)")
+    info_path = run_dir / "run_info.json"
+    if resume:
+        info = json.loads(info_path.read_text())
+    else:
+        from llmrl.runner import git_commit, package_versions
+
+        info = {
+            "pipeline": pipeline.name,
+            "source": str(pipeline.source),
+            "created": _now(),
+            "stages": {},
+            "config": {"defaults": pipeline.defaults, "stages": pipeline.stages},
+            "versions": package_versions(),
+            "git_commit": git_commit(),
+        }
+    setup_console_logging()
+    with tee_output(run_dir / "console.log"), events_log(run_dir / "events.log"):
+        logger.info("pipeline %s: stages %s in %s", pipeline.name, ", ".join(pipeline.selected), run_dir)
+        for stage in pipeline.selected:
+            record = info["stages"].setdefault(stage, {})
+            if resume and stage_finished(run_dir / stage, stage):
+                logger.info("stage %s: finished in an earlier attempt, skipped", stage)
+                continue
+            record.update(status="running", start_time=_now(), end_time=None, error=None)
+            _write_json(info_path, info)
+            started = time.monotonic()
+            logger.info("stage %s: started", stage)
+            stage_dir = run_dir / stage
+            stage_dir.mkdir(exist_ok=True)
+            try:
+                with tee_output(stage_dir / "console.log"), events_log(stage_dir / "events.log"):
+                    run_stage(pipeline, stage, run_dir, resume)
+                record["status"] = "completed"
+            except BaseException as e:
+                record.update(status="failed", error=f"{type(e).__name__}: {first_line(e)}")
+                logger.error("stage %s failed: %s", stage, record["error"])
+                raise
+            finally:
+                record.update(end_time=_now(), wall_seconds=round(time.monotonic() - started, 1))
+                _write_json(info_path, info)
+            logger.info("stage %s: finished in %.0f s", stage, record["wall_seconds"])
+    return run_dir
+
+
+def run_stage(pipeline: Pipeline, stage: str, run_dir: Path, resume: bool) -> None:
+    from llmrl.memory import free_memory
+    from llmrl.runner import run_training
+
+    cfg = stage_config(pipeline, stage, run_dir)
+    stage_dir = run_dir / stage
+    if stage == "eval":
+        from llmrl.evaluation import evaluate
+
+        cfg.model, settings = eval_settings(pipeline, run_dir)
+        cfg.split = cfg.split or "test"
+        try:
+            evaluate(cfg, settings)
+        finally:
+            free_memory()
+        return
+    if resume and any(stage_dir.glob("checkpoint-*")):
+        cfg.resume = True
+    elif stage_dir.exists():
+        cfg.overwrite = True  # an attempt that failed before its first checkpoint: start the stage again
+    final = run_training(cfg)  # frees GPU memory when it ends
+    if uses_lora(pipeline, stage):
+        from llmrl.merge import merge_adapter
+
+        merged = stage_output(pipeline, stage, run_dir)
+        if merged.exists():
+            import shutil
+
+            shutil.rmtree(merged)
+        merge_adapter(final, merged)  # later stages start from a whole model
+        logger.info("stage %s: adapter merged into %s", stage, merged)
+
+
+def stage_finished(stage_dir: Path, stage: str) -> bool:
+    return (stage_dir / ("results.json" if stage == "eval" else "final")).exists()
+
+
+@contextlib.contextmanager
+def events_log(path: Path):
+    """llmrl's own log records (stage starts and ends, data reports, checkpoints, warnings) into ``path``."""
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    handler.setLevel(logging.INFO)
+    loggers = [logging.getLogger("llmrl"), logging.getLogger("transformers")]
+    for each in loggers:
+        each.addHandler(handler)
+    try:
+        yield
+    finally:
+        for each in loggers:
+            each.removeHandler(handler)
+        handler.close()
+
+
+class _Tee:
+    def __init__(self, stream, copy):
+        self.stream, self.copy = stream, copy
+
+    def write(self, text):
+        self.copy.write(text)
+        return self.stream.write(text)
+
+    def flush(self):
+        self.copy.flush()
+        self.stream.flush()
+
+    def __getattr__(self, name):
+        return getattr(self.stream, name)
+
+
+@contextlib.contextmanager
+def tee_output(path: Path):
+    """Copy everything written to stdout and stderr (progress bars included) into ``path``."""
+    with path.open("a") as copy:
+        stdout, stderr = sys.stdout, sys.stderr
+        sys.stdout, sys.stderr = _Tee(stdout, copy), _Tee(stderr, copy)
+        try:
+            yield
+        finally:
+            sys.stdout, sys.stderr = stdout, stderr
+
+
+def _write_json(path: Path, data: dict) -> None:
+    staging = path.with_name(f".{path.name}.tmp")
+    staging.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    staging.replace(path)
+
+
+def _now() -> str:
+    return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
