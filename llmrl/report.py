@@ -75,7 +75,7 @@ def stage_summary(stage_dir: Path) -> dict[str, str]:
     records = read_metrics(stage_dir)
     steps = max((r["step"] for r in records), default=0)
     headline = ""
-    for key in ("rewards/accuracy/mean", "score", "eval_accuracy", "rewards/margins", "loss"):
+    for key in ("rewards/accuracy/mean", "score", "eval_accuracy", "rewards/margins", "mean_token_accuracy", "loss"):
         _, values = series(records, key)
         if values:
             window = max(1, min(5, len(values) // 2))

@@ -27,6 +27,12 @@ def write_pipeline(tmp_path, dpo_dataset="builtin:preference", **extra_stages):
         },
         "stages": {
             "sft": {"dataset": "builtin:sft", "max_steps": 3},
+            "ppo": {
+                "dataset": "builtin:prompts",
+                "max_steps": 2,
+                "rewards": ["length"],
+                "rl": {"max_completion_length": 4},
+            },
             "dpo": {"dataset": dpo_dataset, "max_steps": 2},
             "eval": {"judge": "accuracy", "dataset": "builtin:prompts", "num_prompts": 4, "max_new_tokens": 6},
             **extra_stages,
@@ -51,13 +57,16 @@ def test_pipeline_stages_feed_each_other_and_report(tmp_path):
     assert [(s, r["status"]) for s, r in info["stages"].items()] == [
         ("sft", "completed"),
         ("dpo", "completed"),
+        ("ppo", "completed"),
         ("eval", "completed"),
     ]
     assert all(r["wall_seconds"] >= 0 for r in info["stages"].values())
     dpo_info = json.loads((run / "dpo" / "run_info.json").read_text())
     assert dpo_info["config"]["model"] == str(run / "sft" / "final")  # SFT's output starts DPO
     results = json.loads((run / "eval" / "results.json").read_text())
-    assert results["model"] == str(run / "dpo" / "final") and results["reference"] == str(run / "sft" / "final")
+    assert results["model"] == str(run / "ppo" / "final") and results["reference"] == str(run / "sft" / "final")
+    ppo_info = json.loads((run / "ppo" / "run_info.json").read_text())
+    assert ppo_info["config"]["model"] == str(run / "sft" / "final")
 
     events = (run / "events.log").read_text()
     for line in ("stage sft: started", "stage dpo: finished", "stage eval: finished", "checkpoint saved"):
@@ -72,14 +81,15 @@ def test_pipeline_stages_feed_each_other_and_report(tmp_path):
 
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    for stage in ("sft", "dpo"):  # TensorBoard files per stage, read back with TensorBoard's own reader
+    tags = {"sft": "train/loss", "dpo": "train/rewards/margins", "ppo": "ppo/score", "eval": "eval/win_rate"}
+    for stage, tag in tags.items():  # TensorBoard files per stage, read back with TensorBoard's own reader
         accumulator = EventAccumulator(str(next((run / stage / "tensorboard").rglob("events.out.*")).parent))
         accumulator.Reload()
-        assert "train/loss" in accumulator.Tags()["scalars"]
+        assert tag in accumulator.Tags()["scalars"], (stage, accumulator.Tags()["scalars"])
 
     report = runner.invoke(app, ["report", str(run)])
     assert report.exit_code == 0, report.output
-    for stage in ("sft", "dpo"):
+    for stage in ("sft", "dpo", "ppo"):
         png = run / "plots" / f"{stage}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "win rate" in report.output
@@ -103,7 +113,7 @@ def test_a_failed_stage_stops_the_pipeline_and_resume_finishes_it(tmp_path):
     resumed = runner.invoke(app, ["pipeline", "--resume", str(run)])
     assert resumed.exit_code == 0, resumed.output
     info = json.loads((run / "run_info.json").read_text())
-    assert [r["status"] for r in info["stages"].values()] == ["completed"] * 3
+    assert [r["status"] for r in info["stages"].values()] == ["completed"] * 4
     assert "stage sft: finished in an earlier attempt, skipped" in (run / "events.log").read_text()
     assert (run / "sft" / "final" / "model.safetensors").read_bytes() == sft_weights
 
@@ -127,8 +137,8 @@ def test_resume_continues_an_interrupted_stage_from_its_checkpoint(tmp_path):
 
 def test_pipeline_stages_option_and_bad_pipelines(tmp_path):
     config = write_pipeline(tmp_path)
-    result = runner.invoke(app, ["pipeline", "--config", str(config), "--stages", "sft,ppo"])
-    assert result.exit_code == 2 and "--stages names ppo" in result.output
+    result = runner.invoke(app, ["pipeline", "--config", str(config), "--stages", "sft,rloo"])
+    assert result.exit_code == 2 and "--stages names rloo" in result.output
     bad = tmp_path / "bad.yaml"
     bad.write_text("stages:\n  sft: {dataset: builtin:sft, lerning_rate: 1}\n")
     result = runner.invoke(app, ["pipeline", "--config", str(bad)])

@@ -314,6 +314,7 @@ class PPOTrainer:
         from tqdm.auto import tqdm
 
         progress = tqdm(total=self.total_steps, desc="PPO", disable=not self.accelerator.is_main_process)
+        trackers = Trackers(self.cfg, self.output_dir) if self.accelerator.is_main_process else None
         step = 0
         while step < self.total_steps:
             for rows in self.loader:
@@ -327,14 +328,15 @@ class PPOTrainer:
                 progress.set_postfix(shown)
                 progress.update()
                 if step % self.cfg.logging_steps == 0 or step in (1, self.total_steps):
-                    record = self.gather_stats(rollout, history)
-                    if self.accelerator.is_main_process:
-                        append_metrics(
-                            metrics, {"step": step, **record, "learning_rate": self.scheduler.get_last_lr()[0]}
-                        )
+                    record = {**self.gather_stats(rollout, history), "learning_rate": self.scheduler.get_last_lr()[0]}
+                    if trackers:
+                        append_metrics(metrics, {"step": step, **record})
+                        trackers.log(record, step)
                 if step >= self.total_steps:
                     break
         progress.close()
+        if trackers:
+            trackers.close()
 
     def gather_stats(self, rollout: Rollout, history: list[dict]) -> dict[str, float]:
         """Rollout and update statistics, averaged over minibatches and processes."""
@@ -361,6 +363,39 @@ class PPOTrainer:
             logger.info("saved the policy to %s and the value model to %s", final, self.output_dir / "value_model")
         self.accelerator.wait_for_everyone()
         return final
+
+
+class Trackers:
+    """TensorBoard and W&B for PPO, which has no Trainer to call them: ``report_to`` decides which."""
+
+    def __init__(self, cfg: TrainingConfig, output_dir: Path):
+        from llmrl.training import tracker_project
+
+        self.writer = self.wandb_run = None
+        if "tensorboard" in cfg.report_to:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(output_dir / "tensorboard"))
+        if "wandb" in cfg.report_to:
+            import wandb
+
+            self.wandb_run = wandb.init(
+                project=tracker_project(cfg),
+                name=cfg.run_name or output_dir.name,
+                dir=str(output_dir),
+                config=cfg.to_dict(),
+            )
+
+    def log(self, record: dict[str, float], step: int) -> None:
+        if self.writer:
+            for key, value in record.items():
+                self.writer.add_scalar(f"ppo/{key}", value, step)
+        if self.wandb_run:
+            self.wandb_run.log({f"ppo/{key}": value for key, value in record.items()}, step=step)
+
+    def close(self) -> None:
+        if self.writer:
+            self.writer.close()
 
 
 def cut_after_eos(response_ids: torch.Tensor, tokenizer) -> tuple[torch.Tensor, torch.Tensor]:
