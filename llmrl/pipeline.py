@@ -163,7 +163,7 @@ def run_pipeline(pipeline: Pipeline, run_dir: Path | None = None, resume: bool =
 
         info = {
             "pipeline": pipeline.name,
-            "source": str(pipeline.source),
+            "source": str(Path(pipeline.source).resolve()),
             "created": _now(),
             "stages": {},
             "config": {"defaults": pipeline.defaults, "stages": pipeline.stages},
