@@ -29,7 +29,14 @@ if $tmux_mode; then
     exit 2
   fi
   mkdir -p runs
-  tmux new-session -d -s "llmrl-$run_id" "LLMRL_RUN_ID=$run_id ./run_all.sh $mode 2>&1 | tee runs/$run_id.out"
+  # a running tmux server would start the session with its own environment: pass on the variables that matter
+  env_args=()
+  for var in LLMRL_CACHE LLMRL_TORCH_SPEC PYTHON HF_HOME HF_TOKEN HF_HUB_OFFLINE CUDA_VISIBLE_DEVICES \
+             WANDB_MODE WANDB_PROJECT WANDB_API_KEY NVIDIA_API_KEY; do
+    if [ -n "${!var:-}" ]; then env_args+=(-e "$var=${!var}"); fi
+  done
+  tmux new-session -d -s "llmrl-$run_id" -c "$PWD" "${env_args[@]}" \
+    "LLMRL_RUN_ID=$run_id ./run_all.sh $mode 2>&1 | tee runs/$run_id.out"
   echo "started tmux session llmrl-$run_id (run id $run_id)"
   echo "  attach:      tmux attach -t llmrl-$run_id"
   echo "  follow log:  tail -f runs/$run_id/events.log   (full output: runs/$run_id.out)"

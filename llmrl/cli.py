@@ -147,7 +147,9 @@ def eval_command(
     model: str = typer.Option(..., help="The model to evaluate, e.g. runs/dpo/final."),
     judge: str = typer.Option(..., help="reward_model:PATH, api:URL, accuracy, or any other reward spec."),
     reference: str | None = typer.Option(None, help="The model to compare with (default: the run's starting model)."),
-    dataset: str = typer.Option("ultrafeedback", help="Prompts: any dataset the data layer reads."),
+    dataset: str | None = typer.Option(
+        None, help="Prompts: any dataset the data layer reads (default: ultrafeedback)."
+    ),
     split: str | None = typer.Option(None, help="Held-out split (default: test_prefs for ultrafeedback, else test)."),
     num_prompts: int = typer.Option(200, help="Prompts to answer (shuffled with --seed)."),
     output_dir: str | None = typer.Option(None, help="Where results.json and samples.jsonl go."),
@@ -164,9 +166,10 @@ def eval_command(
         from llmrl.rewards import parse_spec
 
         parse_spec(judge)
-        split = split or ("test_prefs" if dataset == "ultrafeedback" else "test")
         flags = dict(model=model, dataset=dataset, split=split, output_dir=output_dir, seed=seed)
         cfg = load_config(config, flags=flags, sets=sets)
+        cfg.dataset = cfg.dataset or "ultrafeedback"  # defaults apply after the config file, not over it
+        cfg.split = cfg.split or ("test_prefs" if cfg.dataset == "ultrafeedback" else "test")
         from llmrl.console import setup_console_logging
         from llmrl.evaluation import EvalSettings, evaluate
 

@@ -157,6 +157,11 @@ def mean(values: list[float]) -> float:
     return sum(kept) / len(kept) if kept else math.nan
 
 
+def sigmoid(x: float) -> float:
+    """1 / (1 + e^-x), without overflow for large |x|."""
+    return 1 / (1 + math.exp(-x)) if x >= 0 else math.exp(x) / (1 + math.exp(x))
+
+
 def outcomes(model: list[float], reference: list[float]) -> list[float]:
     """Per prompt: 1 when the model's score beats the reference's, 0.5 for a tie, 0 for a loss."""
     return [1.0 if m > r else 0.5 if m == r else 0.0 for m, r in zip(model, reference, strict=True)]
@@ -184,7 +189,7 @@ def summarize(model: list[float], reference: list[float], judge: str, seed: int)
         "reward_improvement": [m - r for m, r in pairs],
     }
     if parse_spec(judge)[0] == "reward_model":
-        figures["win_probability"] = [1 / (1 + math.exp(r - m)) for m, r in pairs]
+        figures["win_probability"] = [sigmoid(m - r) for m, r in pairs]
     summary = {
         name: {"mean": mean(values), "ci95": bootstrap_interval(values, seed=seed)} for name, values in figures.items()
     }
@@ -241,7 +246,11 @@ def log_to_trackers(cfg: TrainingConfig, output_dir: Path, results: dict) -> Non
     if "wandb" in cfg.report_to:
         import wandb
 
-        run = wandb.init(project="llmrl", name=cfg.run_name or output_dir.name, dir=str(output_dir), job_type="eval")
+        from llmrl.training import tracker_project
+
+        run = wandb.init(
+            project=tracker_project(cfg), name=cfg.run_name or output_dir.name, dir=str(output_dir), job_type="eval"
+        )
         run.log(scalars)
         run.finish()
         wandb.teardown()

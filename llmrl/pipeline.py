@@ -81,9 +81,9 @@ def stage_config(pipeline: Pipeline, stage: str, run_dir: Path) -> TrainingConfi
     """The TrainingConfig of one stage: defaults, the stage's keys, and what earlier stages feed it."""
     values = {**pipeline.defaults, **{k: v for k, v in pipeline.stages[stage].items() if k not in EVAL_KEYS}}
     values = yaml.safe_load(yaml.safe_dump(values))  # a deep copy
-    if "sft" in pipeline.stages and stage in STARTS_FROM_SFT and "model" not in pipeline.stages[stage]:
+    if feeds(pipeline, "sft", run_dir) and stage in STARTS_FROM_SFT and "model" not in pipeline.stages[stage]:
         values["model"] = str(stage_output(pipeline, "sft", run_dir))
-    if "reward" in pipeline.stages and stage in REWARDED_BY_RM and "rewards" not in pipeline.stages[stage]:
+    if feeds(pipeline, "reward", run_dir) and stage in REWARDED_BY_RM and "rewards" not in pipeline.stages[stage]:
         values["rewards"] = [f"reward_model:{stage_output(pipeline, 'reward', run_dir)}"]
     values["method"] = "sft" if stage == "eval" else stage
     values["output_dir"] = str(run_dir / stage)
@@ -92,6 +92,13 @@ def stage_config(pipeline: Pipeline, stage: str, run_dir: Path) -> TrainingConfi
         return from_dict(TrainingConfig, values)
     except LlmrlError as e:
         raise LlmrlError(f"pipeline stage '{stage}': {e}") from None
+
+
+def feeds(pipeline: Pipeline, stage: str, run_dir: Path) -> bool:
+    """Whether ``stage``'s model reaches later stages: it runs now, or an earlier attempt finished it."""
+    if stage not in pipeline.stages:
+        return False
+    return stage in pipeline.selected or stage_output(pipeline, stage, run_dir).exists()
 
 
 def uses_lora(pipeline: Pipeline, stage: str) -> bool:
@@ -114,11 +121,11 @@ def eval_settings(pipeline: Pipeline, run_dir: Path):
     if policy is None or policy not in pipeline.stages:
         raise LlmrlError("pipeline stage 'eval': no policy stage to evaluate; set eval.policy to one")
     reference = section.get("reference")
-    if reference is None:
-        reference = str(stage_output(pipeline, "sft", run_dir)) if "sft" in pipeline.stages else None
-        reference = reference or pipeline.defaults.get("model")
+    if reference is None:  # the SFT model, unless SFT is what is evaluated: then the model it started from
+        sft_feeds = policy != "sft" and feeds(pipeline, "sft", run_dir)
+        reference = str(stage_output(pipeline, "sft", run_dir)) if sft_feeds else pipeline.defaults.get("model")
     judge = section.get("judge")
-    if judge is None and "reward" in pipeline.stages:
+    if judge is None and feeds(pipeline, "reward", run_dir):
         judge = f"reward_model:{stage_output(pipeline, 'reward', run_dir)}"
     if judge is None:
         raise LlmrlError("pipeline stage 'eval' needs a judge (e.g. judge: accuracy), or a reward stage")
@@ -176,6 +183,12 @@ def run_pipeline(pipeline: Pipeline, run_dir: Path | None = None, resume: bool =
         for stage in pipeline.selected:
             record = info["stages"].setdefault(stage, {})
             if resume and stage_finished(run_dir / stage, stage):
+                if (
+                    stage != "eval"
+                    and uses_lora(pipeline, stage)
+                    and not stage_output(pipeline, stage, run_dir).exists()
+                ):
+                    merge_stage(pipeline, stage, run_dir)  # the earlier attempt stopped between training and merging
                 logger.info("stage %s: finished in an earlier attempt, skipped", stage)
                 continue
             record.update(status="running", start_time=_now(), end_time=None, error=None)
@@ -219,17 +232,21 @@ def run_stage(pipeline: Pipeline, stage: str, run_dir: Path, resume: bool) -> No
         cfg.resume = True
     elif stage_dir.exists():
         cfg.overwrite = True  # an attempt that failed before its first checkpoint: start the stage again
-    final = run_training(cfg)  # frees GPU memory when it ends
+    run_training(cfg)  # frees GPU memory when it ends
     if uses_lora(pipeline, stage):
-        from llmrl.merge import merge_adapter
+        merge_stage(pipeline, stage, run_dir)
 
-        merged = stage_output(pipeline, stage, run_dir)
-        if merged.exists():
-            import shutil
 
-            shutil.rmtree(merged)
-        merge_adapter(final, merged)  # later stages start from a whole model
-        logger.info("stage %s: adapter merged into %s", stage, merged)
+def merge_stage(pipeline: Pipeline, stage: str, run_dir: Path) -> None:
+    """A LoRA stage's adapter merged into its base (``merged/``): later stages start from a whole model."""
+    import shutil
+
+    from llmrl.merge import merge_adapter
+
+    merged = stage_output(pipeline, stage, run_dir)
+    shutil.rmtree(merged, ignore_errors=True)
+    merge_adapter(run_dir / stage / "final", merged)
+    logger.info("stage %s: adapter merged into %s", stage, merged)
 
 
 def stage_finished(stage_dir: Path, stage: str) -> bool:

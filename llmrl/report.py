@@ -98,9 +98,16 @@ def print_summary(runs: list[Path]) -> None:
     for column in ("run", "stage", "status", "steps", "time (s)", "headline"):
         table.add_column(column)
     for run in runs:
-        for stage, path in stage_dirs(run).items():
-            summary = stage_summary(path)
-            table.add_row(Path(run).name, stage, *summary.values())
+        found = stage_dirs(run)
+        info_path = Path(run) / "run_info.json"
+        recorded = json.loads(info_path.read_text()).get("stages", {}) if info_path.is_file() else {}
+        for stage in sorted(set(found) | set(recorded), key=lambda s: STAGE_ORDER.index(s) if s in STAGE_ORDER else 99):
+            if stage in found and recorded.get(stage, {}).get("status") != "failed":
+                table.add_row(Path(run).name, stage, *stage_summary(found[stage]).values())
+            else:  # a stage that failed (maybe before writing anything): the pipeline's record says so
+                record = recorded[stage]
+                time = f"{record['wall_seconds']:.0f}" if "wall_seconds" in record else ""
+                table.add_row(Path(run).name, stage, record.get("status", "?"), "", time, record.get("error") or "")
     Console().print(table)
 
 
@@ -115,6 +122,8 @@ def write_plots(runs: list[Path]) -> list[Path]:
     out_dir = (first if len(stage_dirs(first)) > 1 or not (first / "metrics.jsonl").is_file() else first) / "plots"
     out_dir.mkdir(exist_ok=True)
     per_run = [stage_dirs(run) for run in runs]
+    if all(len(stages) == 1 for stages in per_run):  # single training runs: compare them with each other
+        per_run = [{stage: path for stage, path in zip(per_run[0], stages.values(), strict=True)} for stages in per_run]
     written = []
     for stage, stage_dir in per_run[0].items():
         records = [read_metrics(stage_dir)] + [

@@ -44,6 +44,37 @@ def test_bootstrap_interval_is_seeded_and_narrows_with_more_prompts():
     assert high_many - low_many == pytest.approx(2 * 1.96 * 0.5 / math.sqrt(1000), abs=0.01)  # normal approximation
 
 
+def test_win_probability_does_not_overflow():
+    summary = summarize([-1000.0, 1000.0], [1000.0, -1000.0], "reward_model:x", seed=0)
+    assert summary["win_probability"]["mean"] == pytest.approx(0.5)
+
+
+def test_eval_dataset_from_a_config_file_is_kept(tmp_path):
+    (tmp_path / "eval.yaml").write_text("dataset: builtin:prompts\nsplit: test\n")
+    result = runner.invoke(
+        app,
+        [
+            "eval",
+            "--model",
+            "builtin:tiny",
+            "--reference",
+            "builtin:tiny",
+            "--judge",
+            "length",
+            "--config",
+            str(tmp_path / "eval.yaml"),
+            "--num-prompts",
+            "2",
+            "--max-new-tokens",
+            "2",
+            "--output-dir",
+            str(tmp_path / "e"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "e" / "results.json").read_text())["dataset"] == "builtin:prompts"
+
+
 def test_unscored_prompts_are_left_out():
     summary = summarize([1.0, math.nan, 3.0], [0.0, 1.0, math.nan], "api:http://x", seed=0)
     assert summary["scored_prompts"] == 1 and summary["win_rate"]["mean"] == 1.0

@@ -116,6 +116,45 @@ def test_a_failed_stage_stops_the_pipeline_and_resume_finishes_it(tmp_path):
     assert [r["status"] for r in info["stages"].values()] == ["completed"] * 4
     assert "stage sft: finished in an earlier attempt, skipped" in (run / "events.log").read_text()
     assert (run / "sft" / "final" / "model.safetensors").read_bytes() == sft_weights
+    report = runner.invoke(app, ["report", str(run)])
+    assert report.exit_code == 0
+
+
+def test_report_lists_a_failed_stage(tmp_path):
+    run = tmp_path / "run"
+    broken = write_pipeline(tmp_path, dpo_dataset=str(tmp_path / "missing.jsonl"))
+    runner.invoke(app, ["pipeline", "--config", str(broken), "--run-dir", str(run)])
+    report = runner.invoke(app, ["report", str(run)])
+    assert report.exit_code == 0, report.output
+    assert "failed" in report.output and "dpo" in report.output
+
+
+def test_stages_without_sft_start_from_the_default_model(tmp_path):
+    run = tmp_path / "run"
+    result = runner.invoke(
+        app, ["pipeline", "--config", str(write_pipeline(tmp_path)), "--stages", "dpo", "--run-dir", str(run)]
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads((run / "dpo" / "run_info.json").read_text())["config"]["model"] == "builtin:tiny"
+
+
+def test_lora_stages_hand_on_a_merged_model_even_after_an_interrupted_merge(tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    config = write_pipeline(tmp_path)
+    data = yaml.safe_load(config.read_text())
+    data["stages"]["sft"]["lora"] = {"enabled": True, "r": 4}
+    del data["stages"]["ppo"], data["stages"]["eval"]
+    config.write_text(yaml.safe_dump(data))
+    assert runner.invoke(app, ["pipeline", "--config", str(config), "--run-dir", str(run)]).exit_code == 0
+    assert (run / "sft" / "merged" / "model.safetensors").is_file()
+    assert json.loads((run / "dpo" / "run_info.json").read_text())["config"]["model"] == str(run / "sft" / "merged")
+    shutil.rmtree(run / "sft" / "merged")  # as if the run had died between training and merging
+    shutil.rmtree(run / "dpo")
+    result = runner.invoke(app, ["pipeline", "--resume", str(run)])
+    assert result.exit_code == 0, result.output
+    assert (run / "sft" / "merged" / "model.safetensors").is_file() and (run / "dpo" / "final").is_dir()
 
 
 def test_resume_continues_an_interrupted_stage_from_its_checkpoint(tmp_path):
@@ -163,12 +202,16 @@ def test_every_pipeline_preset_is_valid(path):
 def test_dotenv(tmp_path, monkeypatch):
     env = tmp_path / ".env"
     env.write_text(
-        "# keys\nWANDB_PROJECT=from-dotenv\nexport HF_TOKEN='hf_secret'\nEMPTY=\nnot a line\nALREADY=from-file\n"
+        "\ufeffWANDB_PROJECT=from-dotenv  # a comment\nexport HF_TOKEN='hf_secret' # mine\nEMPTY=\n"
+        'not a line\nALREADY=from-file\nHASH="a # b"\n',
+        encoding="utf-8",
     )
     monkeypatch.setenv("ALREADY", "from-shell")
     for key in ("WANDB_PROJECT", "HF_TOKEN"):
         monkeypatch.delenv(key, raising=False)
-    assert sorted(load_dotenv(env)) == ["HF_TOKEN", "WANDB_PROJECT"]
+    monkeypatch.delenv("HASH", raising=False)
+    assert sorted(load_dotenv(env)) == ["HASH", "HF_TOKEN", "WANDB_PROJECT"]
+    assert os.environ["HASH"] == "a # b"  # quoted values are kept whole
     assert os.environ["WANDB_PROJECT"] == "from-dotenv" and os.environ["HF_TOKEN"] == "hf_secret"
     assert os.environ["ALREADY"] == "from-shell"  # the environment wins over the file
     assert load_dotenv(tmp_path / "missing.env") == []

@@ -205,5 +205,8 @@ def test_ppo_under_two_processes(tmp_path):
     assert result.stdout.count("final model:") == 1
     info = json.loads((out / "run_info.json").read_text())
     assert info["world_size"] == 2 and info["status"] == "completed"
-    assert [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()] == [1, 2]
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [1, 2]
+    # the schedule counts rollout steps, not steps x processes: linear decay from 3e-6 over 2 steps
+    assert records[0]["learning_rate"] == pytest.approx(1.5e-6) and records[1]["learning_rate"] == 0.0
     AutoModelForCausalLM.from_pretrained(out / "final")

@@ -129,8 +129,9 @@ class PPOTrainer:
             num_warmup_steps=math.ceil(cfg.warmup_ratio * self.total_steps),
             num_training_steps=self.total_steps,
         )
-        self.policy, self.value_model, self.optimizer, self.loader, self.scheduler = self.accelerator.prepare(
-            self.policy, self.value_model, self.optimizer, loader, self.scheduler
+        # the scheduler stays out of accelerator.prepare, which would step it once per process per call
+        self.policy, self.value_model, self.optimizer, self.loader = self.accelerator.prepare(
+            self.policy, self.value_model, self.optimizer, loader
         )
         if self.reference is not None:
             self.reference = self.reference.to(self.accelerator.device)
