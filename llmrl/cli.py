@@ -232,6 +232,8 @@ def pipeline(
             config = Path(json.loads(info.read_text())["source"])
         config = config or Path(__file__).resolve().parent.parent / "configs" / "pipelines" / "test.yaml"
         selected = [s.strip() for s in stages.split(",") if s.strip()] if stages else None
+        if resume and selected is None and (resume / "run_info.json").is_file():  # keep the run's stages
+            selected = json.loads((resume / "run_info.json").read_text()).get("selected_stages")
         loaded = load_pipeline(config, selected)
         finished = run_pipeline(loaded, run_dir=resume or run_dir, resume=resume is not None)
         from llmrl.report import print_summary

@@ -50,11 +50,11 @@ def evaluate(cfg: TrainingConfig, settings: EvalSettings) -> dict:
     judge = build_reward_function(settings.judge, cfg)  # a missing key or a bad reward model fails before generating
 
     prompts, columns = held_out_prompts(cfg, settings)
-    responses = {}
+    responses, token_ids = {}, {}
     for role, name in (("model", cfg.model), ("reference", reference)):
         logger.info("generating %d responses with the %s, %s", len(prompts), role, name)
-        responses[role] = generate(name, prompts, settings, cfg)
-    scores = {role: judge_scores(judge, prompts, responses[role], columns) for role in responses}
+        responses[role], token_ids[role] = generate(name, prompts, settings, cfg)
+    scores = {role: judge_scores(judge, prompts, responses[role], token_ids[role], columns) for role in responses}
 
     results = {
         "model": cfg.model,
@@ -92,8 +92,9 @@ def held_out_prompts(cfg: TrainingConfig, settings: EvalSettings) -> tuple[list,
     return [row["prompt"] for row in rows], columns
 
 
-def generate(model_name: str, prompts: list, settings: EvalSettings, cfg: TrainingConfig) -> list[str]:
-    """One response per prompt, batched, with the model's own chat template; decoding is seeded."""
+def generate(model_name: str, prompts: list, settings: EvalSettings, cfg: TrainingConfig):
+    """(responses, their token ids up to the end token) for each prompt, batched, with the model's own chat
+    template; decoding is seeded."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
 
@@ -120,7 +121,7 @@ def generate(model_name: str, prompts: list, settings: EvalSettings, cfg: Traini
             texts.append(prompt if isinstance(prompt, str) else plain_prompt(prompt))
     set_seed(cfg.seed)
     sampling = dict(do_sample=True, temperature=settings.temperature, top_p=settings.top_p, top_k=0)
-    responses = []
+    responses, token_ids = [], []
     for start in range(0, len(texts), settings.batch_size):
         batch = tokenizer(
             texts[start : start + settings.batch_size], return_tensors="pt", padding=True, add_special_tokens=False
@@ -134,17 +135,21 @@ def generate(model_name: str, prompts: list, settings: EvalSettings, cfg: Traini
             )
         new_tokens = output[:, batch["input_ids"].shape[1] :]
         responses += tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+        ends = {tokenizer.eos_token_id, tokenizer.pad_token_id}
+        for row in new_tokens.tolist():
+            token_ids.append(row[: next((i + 1 for i, t in enumerate(row) if t in ends), len(row))])
     del model
     free_memory()
-    return [response.strip() for response in responses]
+    return [response.strip() for response in responses], token_ids
 
 
-def judge_scores(judge, prompts: list, responses: list[str], columns: dict[str, list]) -> list[float]:
+def judge_scores(judge, prompts: list, responses: list[str], token_ids: list, columns: dict[str, list]) -> list[float]:
+    """The judge's score of each response, called as online RL calls a reward (token ids included)."""
     completions = [
         [{"role": "assistant", "content": r}] if isinstance(p, list) else r
         for p, r in zip(prompts, responses, strict=True)
     ]
-    scores = judge(prompts=prompts, completions=completions, **columns)
+    scores = judge(prompts=prompts, completions=completions, completion_ids=token_ids, **columns)
     return [math.nan if s is None else float(s) for s in scores]
 
 

@@ -72,6 +72,10 @@ def load_pipeline(path: str | Path, stages: list[str] | None = None) -> Pipeline
     pipeline = Pipeline(
         data.get("name") or Path(path).stem, dict(data.get("defaults") or {}), ordered, Path(path), selected
     )
+    for stage, section in ordered.items():
+        misplaced = [key for key in section if key in EVAL_KEYS and stage != "eval"]
+        if misplaced:
+            raise LlmrlError(f"pipeline {path}: stage '{stage}' has eval-only keys {misplaced}; move them under eval")
     for stage in ordered:  # every stage's config is checked before anything runs
         stage_config(pipeline, stage, Path("runs/check"))
     return pipeline
@@ -176,6 +180,7 @@ def run_pipeline(pipeline: Pipeline, run_dir: Path | None = None, resume: bool =
             "config": {"defaults": pipeline.defaults, "stages": pipeline.stages},
             "versions": package_versions(),
             "git_commit": git_commit(),
+            "selected_stages": pipeline.selected,
         }
     setup_console_logging()
     with tee_output(run_dir / "console.log"), events_log(run_dir / "events.log"):

@@ -75,6 +75,19 @@ def test_eval_dataset_from_a_config_file_is_kept(tmp_path):
     assert json.loads((tmp_path / "e" / "results.json").read_text())["dataset"] == "builtin:prompts"
 
 
+def test_length_judge_counts_tokens_as_in_training(tmp_path):
+    result = runner.invoke(
+        app,
+        eval_args(
+            tmp_path, "builtin:tiny", "length", "--reference", "builtin:tiny", "--set", "reward_fns.length_target=12"
+        ),
+    )
+    assert result.exit_code == 0, result.output
+    samples = [json.loads(line) for line in (tmp_path / "eval" / "samples.jsonl").read_text().splitlines()]
+    # the untrained model never ends early: 6 new tokens each, so -|6 - 12| / 12 = -0.5, words or not
+    assert {s["model_score"] for s in samples} == {-0.5}
+
+
 def test_unscored_prompts_are_left_out():
     summary = summarize([1.0, math.nan, 3.0], [0.0, 1.0, math.nan], "api:http://x", seed=0)
     assert summary["scored_prompts"] == 1 and summary["win_rate"]["mean"] == 1.0

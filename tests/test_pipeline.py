@@ -136,6 +136,9 @@ def test_stages_without_sft_start_from_the_default_model(tmp_path):
     )
     assert result.exit_code == 0, result.output
     assert json.loads((run / "dpo" / "run_info.json").read_text())["config"]["model"] == "builtin:tiny"
+    resumed = runner.invoke(app, ["pipeline", "--resume", str(run)])  # keeps the stages the run started with
+    assert resumed.exit_code == 0, resumed.output
+    assert sorted(json.loads((run / "run_info.json").read_text())["stages"]) == ["dpo"]
 
 
 def test_lora_stages_hand_on_a_merged_model_even_after_an_interrupted_merge(tmp_path):
@@ -182,6 +185,9 @@ def test_pipeline_stages_option_and_bad_pipelines(tmp_path):
     bad.write_text("stages:\n  sft: {dataset: builtin:sft, lerning_rate: 1}\n")
     result = runner.invoke(app, ["pipeline", "--config", str(bad)])
     assert result.exit_code == 2 and "pipeline stage 'sft': unknown config key 'lerning_rate'" in result.output
+    bad.write_text("stages:\n  sft: {dataset: builtin:sft, judge: accuracy}\n")
+    result = runner.invoke(app, ["pipeline", "--config", str(bad)])
+    assert result.exit_code == 2 and "stage 'sft' has eval-only keys ['judge']" in result.output
     bad.write_text("stages:\n  sfft: {}\n")
     result = runner.invoke(app, ["pipeline", "--config", str(bad)])
     assert result.exit_code == 2 and "unknown stage 'sfft'" in result.output
