@@ -17,9 +17,8 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-DOC = ROOT / "docs" / "benchmarks.md"
-BEGIN, END = "<!-- bench_cli:begin -->", "<!-- bench_cli:end -->"
+from benchmarks_doc import write_section
+
 COMMANDS = (["--help"], ["train", "--help"])
 TARGET_SECONDS = 0.5
 
@@ -64,7 +63,6 @@ def main() -> None:
         times = time_command([executable, *command], args.repeats)
         rows.append((f"llmrl {' '.join(command)}", statistics.median(times), min(times)))
     lines = [
-        BEGIN,
         "## CLI start",
         "",
         f"Measured {time.strftime('%Y-%m-%d')} by `scripts/bench_cli.py` ({args.repeats} fresh processes each) "
@@ -76,20 +74,10 @@ def main() -> None:
             f"| `{name}` | {med:.3f} | {low:.3f} | {'yes' if med < TARGET_SECONDS else 'NO'} |"
             for name, med, low in rows
         ),
-        END,
     ]
-    section = "\n".join(lines)
-    print(section)
-    if args.no_write:
-        return
-    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n\nEvery figure names the machine it was measured on.\n"
-    if BEGIN in text:
-        text = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: section, text, flags=re.S)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    DOC.parent.mkdir(exist_ok=True)
-    DOC.write_text(text)
-    print(f"wrote {DOC.relative_to(ROOT)}")
+    print("\n".join(lines))
+    if not args.no_write:
+        write_section("bench_cli", lines)
 
 
 if __name__ == "__main__":

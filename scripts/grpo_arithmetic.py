@@ -11,17 +11,16 @@ import argparse
 import json
 import os
 import platform
-import re
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from benchmarks_doc import write_section
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parent.parent
-DOC = ROOT / "docs" / "benchmarks.md"
-BEGIN, END = "<!-- grpo_arithmetic:begin -->", "<!-- grpo_arithmetic:end -->"
 
 
 def greedy_accuracy(model_dir: Path, max_new_tokens: int = 24) -> float:
@@ -107,7 +106,6 @@ def main() -> None:
     minutes = (time.time() - started) / 60
 
     lines = [
-        BEGIN,
         "## GRPO learns arithmetic",
         "",
         f"Measured {time.strftime('%Y-%m-%d')} by `scripts/grpo_arithmetic.py` on {os.cpu_count()} CPU cores "
@@ -124,19 +122,10 @@ def main() -> None:
         f"| mean accuracy reward, last {args.window} GRPO steps | {last:.3f} |",
         f"| greedy accuracy on the 100 test prompts after SFT | {sft_accuracy:.2f} |",
         f"| greedy accuracy on the 100 test prompts after GRPO | {grpo_accuracy:.2f} |",
-        END,
     ]
-    section = "\n".join(lines)
-    print(section)
-    if args.no_write:
-        return
-    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
-    if BEGIN in text:
-        text = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: section, text, flags=re.S)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    DOC.write_text(text)
-    print(f"wrote {DOC.relative_to(ROOT)}")
+    print("\n".join(lines))
+    if not args.no_write:
+        write_section("grpo_arithmetic", lines)
     sys.exit(0 if last > first else 1)
 
 
