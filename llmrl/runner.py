@@ -93,6 +93,8 @@ def check_inputs(cfg: TrainingConfig) -> None:
 def prepare_output_dir(cfg: TrainingConfig) -> Path:
     """Create the output folder, refusing to overwrite a finished or interrupted run unless asked to."""
     if cfg.output_dir is None:
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # each process would pick its own time-stamped folder
+            raise LlmrlError("with several processes, name the run's folder: pass --output-dir")
         cfg.output_dir = f"runs/{cfg.method}-{datetime.datetime.now():%Y%m%d-%H%M%S}"
     output_dir = Path(cfg.output_dir)
     if output_dir.exists() and not output_dir.is_dir():

@@ -74,3 +74,9 @@ def test_tensorboard_files_go_into_the_run(tmp_path, chat_jsonl):
     accumulator.Reload()
     assert "train/loss" in accumulator.Tags()["scalars"]
     assert [e.step for e in accumulator.Scalars("train/loss")] == [1, 2]
+
+
+def test_several_processes_need_an_output_dir(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    result = runner.invoke(app, ["train", "--model", "builtin:tiny", "--dataset", "builtin:sft"])
+    assert result.exit_code == 2 and "with several processes, name the run's folder" in result.output
