@@ -21,12 +21,13 @@ def setup_console_logging() -> None:
 
 
 @contextmanager
-def log_to_file(path: Path):
-    """While active, copy llmrl's (metrics included), transformers' and TRL's log records into ``path``."""
+def log_to_file(path: Path, names: tuple[str, ...] = LOGGERS):
+    """While active, copy the records of the loggers ``names`` (by default llmrl's, metrics included,
+    transformers' and TRL's) into ``path``."""
     handler = logging.FileHandler(path)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.setLevel(logging.INFO)
-    loggers = [logging.getLogger(name) for name in LOGGERS]
+    loggers = [logging.getLogger(name) for name in names]
     for logger in loggers:
         logger.addHandler(handler)
     try:

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from llmrl.config import TrainingConfig
-from llmrl.errors import LlmrlError
+from llmrl.errors import LlmrlError, first_line
 from llmrl.rewards import build_reward_function, completion_text, parse_spec
 
 logger = logging.getLogger("llmrl")
@@ -109,7 +109,7 @@ def generate(model_name: str, prompts: list, settings: EvalSettings, cfg: Traini
         tokenizer = AutoTokenizer.from_pretrained(path, padding_side="left", trust_remote_code=cfg.trust_remote_code)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, trust_remote_code=cfg.trust_remote_code)
     except (OSError, ValueError) as e:
-        raise LlmrlError(f"could not load model '{model_name}' for evaluation: {str(e).splitlines()[0]}") from e
+        raise LlmrlError(f"could not load model '{model_name}' for evaluation: {first_line(e)}") from e
     model.to(device).eval()
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token

@@ -35,6 +35,7 @@ STAGES = ("sft", "reward", "dpo", "kto", "grpo", "rloo", "ppo", "eval")
 POLICY_STAGES = ("sft", "dpo", "kto", "grpo", "rloo", "ppo")
 STARTS_FROM_SFT = ("reward", "dpo", "kto", "grpo", "rloo", "ppo")
 REWARDED_BY_RM = ("rloo", "ppo")
+EVENT_LOGGERS = ("llmrl", "transformers")  # events.log: stage starts and ends, checkpoints, warnings; no metrics
 EVAL_KEYS = ("judge", "policy", "reference", "num_prompts", "max_new_tokens", "temperature", "batch_size")
 
 
@@ -156,7 +157,8 @@ def new_run_dir(root: Path = Path("runs")) -> Path:
 
 def run_pipeline(pipeline: Pipeline, run_dir: Path | None = None, resume: bool = False) -> Path:
     """Run the selected stages into ``run_dir`` (a new run folder unless resuming); return the run folder."""
-    from llmrl.console import setup_console_logging
+    from llmrl.console import log_to_file, setup_console_logging
+    from llmrl.runner import write_json
 
     if resume:
         if run_dir is None or not (run_dir / "run_info.json").is_file():
@@ -183,7 +185,7 @@ def run_pipeline(pipeline: Pipeline, run_dir: Path | None = None, resume: bool =
             "selected_stages": pipeline.selected,
         }
     setup_console_logging()
-    with tee_output(run_dir / "console.log"), events_log(run_dir / "events.log"):
+    with tee_output(run_dir / "console.log"), log_to_file(run_dir / "events.log", EVENT_LOGGERS):
         logger.info("pipeline %s: stages %s in %s", pipeline.name, ", ".join(pipeline.selected), run_dir)
         for stage in pipeline.selected:
             record = info["stages"].setdefault(stage, {})
@@ -197,13 +199,13 @@ def run_pipeline(pipeline: Pipeline, run_dir: Path | None = None, resume: bool =
                 logger.info("stage %s: finished in an earlier attempt, skipped", stage)
                 continue
             record.update(status="running", start_time=_now(), end_time=None, error=None)
-            _write_json(info_path, info)
+            write_json(info_path, info)
             started = time.monotonic()
             logger.info("stage %s: started", stage)
             stage_dir = run_dir / stage
             stage_dir.mkdir(exist_ok=True)
             try:
-                with tee_output(stage_dir / "console.log"), events_log(stage_dir / "events.log"):
+                with tee_output(stage_dir / "console.log"), log_to_file(stage_dir / "events.log", EVENT_LOGGERS):
                     run_stage(pipeline, stage, run_dir, resume)
                 record["status"] = "completed"
             except BaseException as e:
@@ -212,7 +214,7 @@ def run_pipeline(pipeline: Pipeline, run_dir: Path | None = None, resume: bool =
                 raise
             finally:
                 record.update(end_time=_now(), wall_seconds=round(time.monotonic() - started, 1))
-                _write_json(info_path, info)
+                write_json(info_path, info)
             logger.info("stage %s: finished in %.0f s", stage, record["wall_seconds"])
     return run_dir
 
@@ -258,23 +260,6 @@ def stage_finished(stage_dir: Path, stage: str) -> bool:
     return (stage_dir / ("results.json" if stage == "eval" else "final")).exists()
 
 
-@contextlib.contextmanager
-def events_log(path: Path):
-    """llmrl's own log records (stage starts and ends, data reports, checkpoints, warnings) into ``path``."""
-    handler = logging.FileHandler(path)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    handler.setLevel(logging.INFO)
-    loggers = [logging.getLogger("llmrl"), logging.getLogger("transformers")]
-    for each in loggers:
-        each.addHandler(handler)
-    try:
-        yield
-    finally:
-        for each in loggers:
-            each.removeHandler(handler)
-        handler.close()
-
-
 class _Tee:
     def __init__(self, stream, copy):
         self.stream, self.copy = stream, copy
@@ -301,12 +286,6 @@ def tee_output(path: Path):
             yield
         finally:
             sys.stdout, sys.stderr = stdout, stderr
-
-
-def _write_json(path: Path, data: dict) -> None:
-    staging = path.with_name(f".{path.name}.tmp")
-    staging.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    staging.replace(path)
 
 
 def _now() -> str:

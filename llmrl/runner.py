@@ -165,11 +165,15 @@ def finish_trackers() -> None:
 
 
 def write_run_info(output_dir: Path, info: dict) -> None:
-    if not _is_main_process():
-        return
-    tmp = output_dir / ".run_info.json.tmp"
-    tmp.write_text(json.dumps(info, indent=2, default=str) + "\n")
-    tmp.replace(output_dir / "run_info.json")
+    if _is_main_process():
+        write_json(output_dir / "run_info.json", info)
+
+
+def write_json(path: Path, data: dict) -> None:
+    """Write ``data`` as JSON through a temporary file, so that ``path`` is never half-written."""
+    staging = path.with_name(f".{path.name}.tmp")
+    staging.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    staging.replace(path)
 
 
 def redact(value, key: str = ""):

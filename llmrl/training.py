@@ -136,16 +136,7 @@ def online_rl_args(cfg: TrainingConfig, tokenizer) -> tuple[dict, list]:
 
     The missing-EOS penalty is one more reward function, weighted 1, after the user's rewards.
     """
-    from llmrl.rewards import MissingEosPenalty, build_reward_functions
-
-    if not cfg.rewards:
-        raise LlmrlError(f"--method {cfg.method} needs rewards: e.g. --set rewards=[accuracy] (see README, Rewards)")
-    reward_funcs = build_reward_functions(cfg)
-    weights = list(cfg.reward_weights) if cfg.reward_weights is not None else [1.0] * len(reward_funcs)
-    if cfg.rl.missing_eos_penalty:
-        eos_ids = {tokenizer.eos_token_id} | set(_generation_eos_ids(cfg))
-        reward_funcs.append(MissingEosPenalty(cfg.rl.missing_eos_penalty, cfg.rl.max_completion_length, eos_ids))
-        weights.append(1.0)
+    reward_funcs, weights = online_rewards(cfg, tokenizer)
     args = dict(
         num_generations=cfg.rl.num_generations,
         max_completion_length=cfg.rl.max_completion_length,
@@ -161,6 +152,22 @@ def online_rl_args(cfg: TrainingConfig, tokenizer) -> tuple[dict, list]:
     if cfg.rl.beta is not None:
         args["beta"] = cfg.rl.beta
     return args, reward_funcs
+
+
+def online_rewards(cfg: TrainingConfig, tokenizer) -> tuple[list, list[float]]:
+    """(reward functions, their weights) of an online-RL run: the user's ``rewards``, then the missing-EOS
+    penalty (weighted 1) when ``rl.missing_eos_penalty`` is set."""
+    from llmrl.rewards import MissingEosPenalty, build_reward_functions
+
+    if not cfg.rewards:
+        raise LlmrlError(f"--method {cfg.method} needs rewards: e.g. --set rewards=[accuracy] (see README, Rewards)")
+    reward_funcs = build_reward_functions(cfg)
+    weights = list(cfg.reward_weights) if cfg.reward_weights is not None else [1.0] * len(reward_funcs)
+    if cfg.rl.missing_eos_penalty:
+        eos_ids = {tokenizer.eos_token_id} | set(_generation_eos_ids(cfg))
+        reward_funcs.append(MissingEosPenalty(cfg.rl.missing_eos_penalty, cfg.rl.max_completion_length, eos_ids))
+        weights.append(1.0)
+    return reward_funcs, weights
 
 
 def _generation_eos_ids(cfg: TrainingConfig) -> list[int]:

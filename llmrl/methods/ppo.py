@@ -32,8 +32,8 @@ from llmrl import ppo_math
 from llmrl.config import TrainingConfig
 from llmrl.data import prepare_train_eval
 from llmrl.errors import LlmrlError
-from llmrl.rewards import MissingEosPenalty, build_reward_functions, parse_spec
-from llmrl.training import append_metrics, detect_hardware, load_model, load_tokenizer, peft_config
+from llmrl.rewards import parse_spec
+from llmrl.training import append_metrics, detect_hardware, load_model, load_tokenizer, online_rewards, peft_config
 
 logger = logging.getLogger("llmrl")
 
@@ -100,12 +100,7 @@ class PPOTrainer:
             if hardware.gradient_checkpointing:
                 model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
-        self.reward_funcs = build_reward_functions(cfg)
-        self.reward_weights = list(cfg.reward_weights or [1.0] * len(self.reward_funcs))
-        if cfg.rl.missing_eos_penalty:
-            eos = {tokenizer.eos_token_id}
-            self.reward_funcs.append(MissingEosPenalty(cfg.rl.missing_eos_penalty, cfg.rl.max_completion_length, eos))
-            self.reward_weights.append(1.0)
+        self.reward_funcs, self.reward_weights = online_rewards(cfg, tokenizer)
 
         self.mini_batch_size = cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps
         self.rollout_batch_size = self.mini_batch_size * cfg.ppo.num_mini_batches
