@@ -90,9 +90,24 @@ def train(
         help="Any config key: --set learning_rate=1e-5, --set lora.r=16, --set report_to=[tensorboard].",
     ),
     print_config: bool = typer.Option(False, "--print-config", help="Print the resolved config as YAML and exit."),
+    launcher: str = typer.Option("local", help="local (this process), accelerate, or ray (a Ray Train cluster)."),
+    num_processes: int | None = typer.Option(
+        None, help="Run N processes through accelerate launch (one per GPU; gloo on a CPU machine)."
+    ),
+    accelerate_config: Path | None = typer.Option(
+        None, help="An accelerate config file, e.g. configs/accelerate/deepspeed_zero3.yaml (implies accelerate)."
+    ),
+    num_workers: int = typer.Option(2, help="--launcher ray: the number of Ray Train workers."),
+    ray_address: str | None = typer.Option(
+        None, help="--launcher ray: the cluster to join, e.g. ray://head:10001 (default: start a local one)."
+    ),
+    use_gpu: bool = typer.Option(False, "--use-gpu", help="--launcher ray: one GPU per worker."),
 ):
     """Train one stage: defaults < --config YAML < flags and --set."""
     with reported_errors():
+        from llmrl.launch import Launch
+
+        how = Launch(launcher, num_processes, accelerate_config, num_workers, ray_address, use_gpu)
         flags = dict(
             method=method,
             model=model,
@@ -107,10 +122,10 @@ def train(
         if print_config:
             typer.echo(cfg.to_yaml(), nl=False)
             return
-        from llmrl.runner import run_training
+        from llmrl.launch import launch
 
-        final = run_training(cfg)
-        if os.environ.get("RANK", "0") == "0":  # under a distributed launcher, the main process reports
+        final = launch(cfg, how, debug=state["debug"])
+        if os.environ.get("RANK", "0") == "0" and "LLMRL_LAUNCHED_BY" not in os.environ:  # one process reports
             typer.echo(f"final model: {final}")
 
 
@@ -214,10 +229,19 @@ def pipeline(
     stages: str | None = typer.Option(None, help="Comma-separated stages to run, e.g. sft,reward,dpo (default: all)."),
     resume: Path | None = typer.Option(None, "--resume", help="A run folder to finish: done stages are skipped."),
     run_dir: Path | None = typer.Option(None, "--run-dir", help="Folder for a new run (default: runs/<run id>)."),
+    launcher: str = typer.Option("local", help="How training stages run: local, accelerate or ray."),
+    num_processes: int | None = typer.Option(None, help="Processes per training stage, through accelerate."),
+    accelerate_config: Path | None = typer.Option(None, help="An accelerate config file for every training stage."),
+    num_workers: int = typer.Option(2, help="--launcher ray: Ray Train workers per training stage."),
+    ray_address: str | None = typer.Option(None, help="--launcher ray: the cluster to join (default: a local one)."),
+    use_gpu: bool = typer.Option(False, "--use-gpu", help="--launcher ray: one GPU per worker."),
 ):
     """Run post-training stages in order (sft, reward, dpo, kto, grpo, rloo, ppo, eval), each feeding the next."""
     with reported_errors():
+        from llmrl.launch import Launch
         from llmrl.pipeline import load_pipeline, run_pipeline
+
+        how = Launch(launcher, num_processes, accelerate_config, num_workers, ray_address, use_gpu)
 
         if test and config:
             raise LlmrlError("--test runs configs/pipelines/test.yaml: give either --test or --config")
@@ -235,7 +259,7 @@ def pipeline(
         if resume and selected is None and (resume / "run_info.json").is_file():  # keep the run's stages
             selected = json.loads((resume / "run_info.json").read_text()).get("selected_stages")
         loaded = load_pipeline(config, selected)
-        finished = run_pipeline(loaded, run_dir=resume or run_dir, resume=resume is not None)
+        finished = run_pipeline(loaded, run_dir=resume or run_dir, resume=resume is not None, how=how)
         from llmrl.report import print_summary
 
         print_summary([finished])

@@ -21,7 +21,7 @@ import logging
 import secrets
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ import yaml
 
 from llmrl.config import TrainingConfig, from_dict, read_yaml
 from llmrl.errors import LlmrlError, first_line
+from llmrl.launch import Launch
 
 logger = logging.getLogger("llmrl")
 STAGES = ("sft", "reward", "dpo", "kto", "grpo", "rloo", "ppo", "eval")
@@ -155,8 +156,11 @@ def new_run_dir(root: Path = Path("runs")) -> Path:
             continue
 
 
-def run_pipeline(pipeline: Pipeline, run_dir: Path | None = None, resume: bool = False) -> Path:
-    """Run the selected stages into ``run_dir`` (a new run folder unless resuming); return the run folder."""
+def run_pipeline(
+    pipeline: Pipeline, run_dir: Path | None = None, resume: bool = False, how: Launch | None = None
+) -> Path:
+    """Run the selected stages into ``run_dir`` (a new run folder unless resuming), each training stage
+    launched as ``how`` says (default: in this process); return the run folder."""
     from llmrl.console import log_to_file, setup_console_logging
     from llmrl.runner import write_json
 
@@ -184,6 +188,7 @@ def run_pipeline(pipeline: Pipeline, run_dir: Path | None = None, resume: bool =
             "git_commit": git_commit(),
             "selected_stages": pipeline.selected,
         }
+    info["launcher"] = asdict(how or Launch())  # of the latest attempt
     setup_console_logging()
     with tee_output(run_dir / "console.log"), log_to_file(run_dir / "events.log", EVENT_LOGGERS):
         logger.info("pipeline %s: stages %s in %s", pipeline.name, ", ".join(pipeline.selected), run_dir)
@@ -206,7 +211,7 @@ def run_pipeline(pipeline: Pipeline, run_dir: Path | None = None, resume: bool =
             stage_dir.mkdir(exist_ok=True)
             try:
                 with tee_output(stage_dir / "console.log"), log_to_file(stage_dir / "events.log", EVENT_LOGGERS):
-                    run_stage(pipeline, stage, run_dir, resume)
+                    run_stage(pipeline, stage, run_dir, resume, how or Launch())
                 record["status"] = "completed"
             except BaseException as e:
                 record.update(status="failed", error=f"{type(e).__name__}: {first_line(e)}")
@@ -219,9 +224,9 @@ def run_pipeline(pipeline: Pipeline, run_dir: Path | None = None, resume: bool =
     return run_dir
 
 
-def run_stage(pipeline: Pipeline, stage: str, run_dir: Path, resume: bool) -> None:
+def run_stage(pipeline: Pipeline, stage: str, run_dir: Path, resume: bool, how: Launch) -> None:
+    from llmrl.launch import launch
     from llmrl.memory import free_memory
-    from llmrl.runner import run_training
 
     cfg = stage_config(pipeline, stage, run_dir)
     stage_dir = run_dir / stage
@@ -239,7 +244,7 @@ def run_stage(pipeline: Pipeline, stage: str, run_dir: Path, resume: bool) -> No
         cfg.resume = True
     elif stage_dir.exists():
         cfg.overwrite = True  # an attempt that failed before its first checkpoint: start the stage again
-    run_training(cfg)  # frees GPU memory when it ends
+    launch(cfg, how)  # frees GPU memory when it ends
     if uses_lora(pipeline, stage):
         merge_stage(pipeline, stage, run_dir)
 

@@ -30,6 +30,7 @@ RUN_FILES = (
     "final",
     "metrics.jsonl",
     "run_info.json",
+    "ranks.json",
     "train.log",
     "tensorboard",
     "wandb",
@@ -91,7 +92,15 @@ def check_inputs(cfg: TrainingConfig) -> None:
 
 
 def prepare_output_dir(cfg: TrainingConfig) -> Path:
-    """Create the output folder, refusing to overwrite a finished or interrupted run unless asked to."""
+    """Create the run's folder (named and checked by ``resolve_output_dir``)."""
+    output_dir = resolve_output_dir(cfg)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    return output_dir
+
+
+def resolve_output_dir(cfg: TrainingConfig) -> Path:
+    """Name the run's folder (time-stamped when ``output_dir`` is unset) and refuse to overwrite a finished or
+    interrupted run unless asked to. Writes nothing, so launchers can check before they start processes."""
     if cfg.output_dir is None:
         if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # each process would pick its own time-stamped folder
             raise LlmrlError("with several processes, name the run's folder: pass --output-dir")
@@ -115,7 +124,6 @@ def prepare_output_dir(cfg: TrainingConfig) -> Path:
                 f"{output_dir} holds checkpoints of an earlier run; pass --resume to continue it "
                 "or --overwrite to start over"
             )
-    output_dir.mkdir(parents=True, exist_ok=True)
     return output_dir
 
 

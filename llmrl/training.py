@@ -5,10 +5,12 @@ Method modules call these in order (see ``llmrl/methods/sft.py``); the choices t
 """
 
 import dataclasses
+import hashlib
 import importlib.util
 import json
 import logging
 import os
+import platform
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -272,12 +274,49 @@ def train_and_save(trainer, cfg: TrainingConfig) -> Path:
         elif metrics.exists():
             metrics.unlink()  # left by an earlier attempt that saved nothing; this run starts the file anew
     trainer.callback_handler.callbacks.insert(0, MetricsFileCallback(metrics))  # first: it adds gpu_memory_gb
+    trainer.data_collator = shard = ShardRecord(trainer.data_collator)
     trainer.train(resume_from_checkpoint=checkpoint)
+    write_ranks_file(trainer.accelerator, shard, output_dir)
     if trainer.eval_dataset is not None:
         results = trainer.evaluate()  # logged to metrics.jsonl like every other record
         shown = ", ".join(f"{k.removeprefix('eval_')} {v:.4g}" for k, v in results.items() if isinstance(v, float))
         logger.info("final evaluation: %s", shown)
     return save_final(trainer, output_dir)
+
+
+class ShardRecord:
+    """Wraps a collate function to note what this process trained on: the number of examples and a short
+    fingerprint of the first few, so that ``ranks.json`` shows each process got its own shard of the data."""
+
+    SHOWN = 8
+
+    def __init__(self, collate):
+        self.collate, self.examples, self.first = collate, 0, []
+
+    def __call__(self, examples):
+        self.examples += len(examples)
+        for example in examples[: self.SHOWN - len(self.first)]:
+            text = json.dumps(example, sort_keys=True, default=str).encode()
+            self.first.append(hashlib.blake2b(text, digest_size=6).hexdigest())
+        return self.collate(examples)
+
+
+def write_ranks_file(accelerator, shard: ShardRecord, output_dir: Path) -> None:
+    """Gather every process's host, device and data shard, and write them to ``ranks.json`` (main process)."""
+    from accelerate.utils import gather_object
+
+    mine = {
+        "rank": accelerator.process_index,
+        "host": platform.node(),
+        "device": str(accelerator.device),
+        "examples": shard.examples,
+        "first_examples": shard.first,
+    }
+    ranks = gather_object([mine]) if accelerator.num_processes > 1 else [mine]
+    if accelerator.is_main_process:
+        from llmrl.runner import write_json
+
+        write_json(output_dir / "ranks.json", {"world_size": accelerator.num_processes, "ranks": ranks})
 
 
 def keep_records_up_to(metrics: Path, step: int) -> None:

@@ -19,6 +19,7 @@ Writes the policy to ``final/`` (loads with ``AutoModelForCausalLM``) and the va
 
 import logging
 import math
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +34,16 @@ from llmrl.config import TrainingConfig
 from llmrl.data import prepare_train_eval
 from llmrl.errors import LlmrlError
 from llmrl.rewards import parse_spec
-from llmrl.training import append_metrics, detect_hardware, load_model, load_tokenizer, online_rewards, peft_config
+from llmrl.training import (
+    ShardRecord,
+    append_metrics,
+    detect_hardware,
+    load_model,
+    load_tokenizer,
+    online_rewards,
+    peft_config,
+    write_ranks_file,
+)
 
 logger = logging.getLogger("llmrl")
 
@@ -41,6 +51,7 @@ logger = logging.getLogger("llmrl")
 def train(cfg: TrainingConfig) -> Path:
     trainer = build_trainer(cfg)
     trainer.train()
+    write_ranks_file(trainer.accelerator, trainer.shard, trainer.output_dir)
     return trainer.save()
 
 
@@ -49,6 +60,12 @@ def build_trainer(cfg: TrainingConfig) -> "PPOTrainer":
         raise LlmrlError("--method ppo needs rewards: e.g. --set rewards=[reward_model:runs/rm/final]")
     if cfg.resume:
         raise LlmrlError("--resume is not supported by --method ppo yet: start the run again with --overwrite")
+    for engine in ("DEEPSPEED", "FSDP"):  # set by accelerate launch; PPO prepares two models and generates
+        if os.environ.get(f"ACCELERATE_USE_{engine}", "false").lower() in ("1", "true"):
+            raise LlmrlError(
+                f"--method ppo runs under data parallel, not {engine.lower()}: launch it with --num-processes N "
+                "or configs/accelerate/multi_gpu.yaml"
+            )
     tokenizer = load_tokenizer(cfg)
     dataset, _, _ = prepare_train_eval(cfg, tokenizer, "prompt")
     return PPOTrainer(cfg, tokenizer, dataset)
@@ -105,8 +122,9 @@ class PPOTrainer:
         self.mini_batch_size = cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps
         self.rollout_batch_size = self.mini_batch_size * cfg.ppo.num_mini_batches
         self.dataset = dataset
+        self.shard = ShardRecord(list)  # notes what this process rolled out on, for ranks.json
         loader = torch.utils.data.DataLoader(
-            dataset, batch_size=self.rollout_batch_size, shuffle=True, collate_fn=list, drop_last=True
+            dataset, batch_size=self.rollout_batch_size, shuffle=True, collate_fn=self.shard, drop_last=True
         )
         if len(loader) == 0:
             raise LlmrlError(
