@@ -60,7 +60,7 @@ def reported_errors():
         if state["debug"]:
             raise
         typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2) from None
+        raise typer.Exit(getattr(e, "exit_code", 2)) from None  # a run stopped by a signal: 130 or 143
     except Exception as e:
         if state["debug"]:
             raise
