@@ -66,6 +66,11 @@ def resolve_model(name: str | None) -> str:
     name = os.path.expanduser(name)
     if name.startswith((".", "/")) and not Path(name).exists():
         raise LlmrlError(f"model folder not found: {name}")
+    if Path(name).is_dir() and not any((Path(name) / f).is_file() for f in ("config.json", "adapter_config.json")):
+        raise LlmrlError(
+            f"{name} is not a model folder: it has no config.json (expected a folder written by save_pretrained, "
+            "a hub name, or builtin:tiny / builtin:small)"
+        )
     return name
 
 

@@ -59,13 +59,32 @@ def reported_errors():
     except LlmrlError as e:
         if state["debug"]:
             raise
-        typer.echo(f"error: {e}", err=True)
+        close_progress_bars()
+        if os.environ.get("RANK", "0") == "0":  # every process of a distributed run has the same mistake to report
+            typer.echo(f"error: {e}", err=True)
         raise typer.Exit(getattr(e, "exit_code", 2)) from None  # a run stopped by a signal: 130 or 143
     except Exception as e:
         if state["debug"]:
             raise
-        typer.echo(f"error: {type(e).__name__}: {first_line(e)} (rerun with --debug for the traceback)", err=True)
+        close_progress_bars()
+        if type(e).__name__ == "OutOfMemoryError":  # torch's; named here so that the CLI need not import torch
+            typer.echo(f"error: out of GPU memory ({first_line(e)}); {OUT_OF_MEMORY_REMEDIES}", err=True)
+        else:
+            typer.echo(f"error: {type(e).__name__}: {first_line(e)} (rerun with --debug for the traceback)", err=True)
         raise typer.Exit(1) from None
+
+
+OUT_OF_MEMORY_REMEDIES = (
+    "try a smaller per_device_train_batch_size (with more gradient_accumulation_steps), "
+    "gradient_checkpointing=true, a shorter max_length, or LoRA (lora.enabled=true, lora.quantize=4bit)"
+)
+
+
+def close_progress_bars() -> None:
+    """End any progress bar a failed run left open, so that the error starts on a line of its own."""
+    tqdm = sys.modules.get("tqdm")
+    for bar in list(getattr(getattr(tqdm, "tqdm", None), "_instances", [])):
+        bar.close()
 
 
 @app.command()

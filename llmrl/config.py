@@ -59,6 +59,24 @@ KTO_LOSSES = ("kto", "apo_zero_unpaired")
 QUANTIZE = ("4bit", "8bit")
 VLLM_MODES = ("colocate", "server")
 ONLINE_METHODS = ("rloo", "grpo", "ppo")
+# TRL / transformers argument names a user may type, and what llmrl calls them
+TRL_NAMES = {
+    "fp16": "precision=fp16",
+    "bf16": "precision=bf16",
+    "use_cpu": "precision=fp32 (llmrl uses the GPU when there is one)",
+    "packing": "sft.packing",
+    "padding_free": "sft.padding_free",
+    "beta": "dpo.beta, kto.beta or rl.beta",
+    "num_generations": "rl.num_generations",
+    "max_completion_length": "rl.max_completion_length",
+    "use_vllm": "rl.use_vllm",
+    "model_name_or_path": "model",
+    "dataset_name": "dataset",
+    "lora_r": "lora.r",
+    "use_peft": "lora.enabled",
+    "load_in_4bit": "lora.quantize=4bit",
+    "gradient_checkpointing_kwargs": "gradient_checkpointing",
+}
 RUN_FLAGS = ("overwrite", "resume")  # decisions about one run: command-line flags only, never in a shared file
 
 
@@ -107,7 +125,8 @@ class SFTOptions:
     """Options of supervised fine-tuning (``--method sft``)."""
 
     assistant_only_loss: bool | None = None  # None: on for chat data (loss on assistant turns only)
-    packing: bool = False  # pack several examples into each max_length row
+    packing: bool = False  # pack several examples into each max_length row (fewer, longer rows per step)
+    padding_free: bool | None = None  # None: on when the model reads packed position ids (no compute on padding)
     chat_template_path: str | None = None  # a tokenizer folder or Jinja file whose chat template to use
 
 
@@ -258,6 +277,7 @@ class TrainingConfig:
     warmup_ratio: float = 0.0  # fraction of the steps spent warming the learning rate up
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0  # gradient clipping; 0 turns it off
+    on_nonfinite: str = "stop"  # NaN/inf gradients: stop (keeping the last good checkpoint) or skip the batch
     num_train_epochs: float = 1.0
     max_steps: int | None = None  # stop after this many optimizer steps (overrides num_train_epochs)
     max_length: int | str = 1024  # longest tokenized example in tokens, or auto (95th percentile of the data)
@@ -270,8 +290,10 @@ class TrainingConfig:
     report_to: list[str] = field(default_factory=lambda: ["none"])  # none, tensorboard, wandb, trackio, neptune
     project: str | None = None  # tracker project (W&B, trackio); else $WANDB_PROJECT, else "llmrl"
     run_name: str | None = None  # name shown by trackers
-    trust_remote_code: bool = False  # run code shipped with a hub model; only for models you trust
-    attn_implementation: str | None = None  # e.g. sdpa, eager, flash_attention_2 (None: transformers' choice)
+    # run Python code shipped with a model: true for the run's `model`, or a list naming the models to trust
+    trust_remote_code: bool | list[str] = False
+    attn_implementation: str | None = None  # sdpa, eager, flash_attention_2 (None: flash-attn on CUDA if installed)
+    use_liger_kernel: bool | None = None  # Liger's fused kernels (None: on for CUDA when liger-kernel is installed)
     data: DataConfig = field(default_factory=DataConfig)
     lora: LoraConfig = field(default_factory=LoraConfig)
     sft: SFTOptions = field(default_factory=SFTOptions)
@@ -322,6 +344,7 @@ class TrainingConfig:
         _check(0 <= self.warmup_ratio < 1, "warmup_ratio", self.warmup_ratio, "in [0, 1)")
         _check(self.weight_decay >= 0, "weight_decay", self.weight_decay, ">= 0")
         _check(self.max_grad_norm >= 0, "max_grad_norm", self.max_grad_norm, ">= 0")
+        _check(self.on_nonfinite in ("stop", "skip"), "on_nonfinite", self.on_nonfinite, "stop or skip")
         unknown = [r for r in self.report_to if r not in REPORT_TO]
         _check(not unknown, "report_to", self.report_to, f"a list of {', '.join(REPORT_TO)}")
         for spec in self.rewards:
@@ -341,6 +364,12 @@ class TrainingConfig:
                 )
         if self.eval_split is not None and self.eval_split == (self.split or "train"):
             raise LlmrlError(f"eval_split '{self.eval_split}' is the training split; choose a held-out split")
+
+    def trusts_code_of(self, model: str) -> bool:
+        """Whether ``trust_remote_code`` allows running the code shipped with ``model``."""
+        if isinstance(self.trust_remote_code, list):
+            return model in self.trust_remote_code
+        return self.trust_remote_code and model == self.model
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -450,6 +479,8 @@ def from_dict(cls, values: dict[str, Any], prefix: str = ""):
     for key, value in values.items():
         if key not in hints:
             hint = _did_you_mean(str(key), names, prefix)
+            if not prefix and key in TRL_NAMES:
+                hint = f"; llmrl's name for it: {TRL_NAMES[key]}"
             raise LlmrlError(f"unknown config key '{prefix}{key}'{hint} (llmrl train --print-config lists every key)")
         kind = hints[key]
         if dataclasses.is_dataclass(kind):

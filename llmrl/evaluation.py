@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from llmrl.config import TrainingConfig
-from llmrl.errors import LlmrlError, first_line
+from llmrl.errors import LlmrlError, loading_failed
 from llmrl.rewards import build_reward_function, completion_text, parse_spec
 
 logger = logging.getLogger("llmrl")
@@ -105,11 +105,12 @@ def generate(model_name: str, prompts: list, settings: EvalSettings, cfg: Traini
     path = resolve_model(model_name)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = torch.bfloat16 if device == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
+    trusted = cfg.trusts_code_of(model_name)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path, padding_side="left", trust_remote_code=cfg.trust_remote_code)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, trust_remote_code=cfg.trust_remote_code)
+        tokenizer = AutoTokenizer.from_pretrained(path, padding_side="left", trust_remote_code=trusted)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, trust_remote_code=trusted)
     except (OSError, ValueError) as e:
-        raise LlmrlError(f"could not load model '{model_name}' for evaluation: {first_line(e)}") from e
+        raise loading_failed(f"could not load model '{model_name}' for evaluation", e, model_name) from e
     model.to(device).eval()
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token

@@ -17,9 +17,33 @@ class TrainingInterrupted(LlmrlError):
     """The run stopped on a signal after saving a checkpoint; ``exit_code`` says which signal."""
 
     def __init__(self, signal_name: str, checkpoint: str | None, resume_hint: str):
+        self.signal_name, self.checkpoint = signal_name, checkpoint
         self.exit_code = EXIT_CODES.get(signal_name, 1)
         saved = f"checkpoint saved to {checkpoint}" if checkpoint else "no checkpoint could be saved"
         super().__init__(f"stopped by {signal_name}: {saved}; continue with: {resume_hint}")
+
+
+def forward_sigterm(process):
+    """While ``process`` runs: pass SIGTERM on to it (a scheduler signals the process it started), and leave
+    Ctrl-C to it (a terminal sends SIGINT to every process of the job already)."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def forwarding():
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {
+            signal.SIGTERM: signal.signal(signal.SIGTERM, lambda signum, frame: process.send_signal(signum)),
+            signal.SIGINT: signal.signal(signal.SIGINT, signal.SIG_IGN),
+        }
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    return forwarding()
 
 
 class StopOnSignal:

@@ -15,6 +15,8 @@ from pathlib import Path
 
 from llmrl.config import TrainingConfig, from_dict
 from llmrl.errors import LlmrlError, first_line
+from llmrl.interrupt import EXIT_CODES, TrainingInterrupted, forward_sigterm
+from llmrl.runner import complete_checkpoints
 
 LAUNCHERS = ("local", "accelerate", "ray")
 # environment variables a Ray worker needs from the driver (a remote node does not inherit them)
@@ -97,10 +99,16 @@ def run_with_accelerate(cfg: TrainingConfig, how: Launch, debug: bool) -> None:
         config_file = Path(folder) / "config.yaml"
         config_file.write_text(cfg.to_yaml())
         env = {**os.environ, "LLMRL_LAUNCHED_BY": "accelerate"}  # this process reports the result, not they
-        result = subprocess.run(accelerate_command(config_file, how, cfg, debug), env=env)
-    if result.returncode != 0:
+        process = subprocess.Popen(accelerate_command(config_file, how, cfg, debug), env=env)
+        with forward_sigterm(process):
+            returncode = process.wait()
+    if returncode in EXIT_CODES.values():  # the processes stopped on a signal, after saving a checkpoint
+        name = next(name for name, code in EXIT_CODES.items() if code == returncode)
+        saved = complete_checkpoints(Path(cfg.output_dir))
+        raise TrainingInterrupted(name, str(saved[-1]) if saved else None, "the same command with --resume")
+    if returncode != 0:
         processes = how.num_processes or "the configured"
-        raise LlmrlError(f"the run in {processes} processes failed (exit code {result.returncode}); see above")
+        raise LlmrlError(f"the run in {processes} processes failed (exit code {returncode}); see above")
 
 
 def run_with_ray(cfg: TrainingConfig, how: Launch) -> None:

@@ -29,6 +29,7 @@ import yaml
 
 from llmrl.config import TrainingConfig, from_dict, read_yaml
 from llmrl.errors import LlmrlError, first_line
+from llmrl.interrupt import TrainingInterrupted
 from llmrl.launch import Launch
 
 logger = logging.getLogger("llmrl")
@@ -213,6 +214,10 @@ def run_pipeline(
                 with tee_output(stage_dir / "console.log"), log_to_file(stage_dir / "events.log", EVENT_LOGGERS):
                     run_stage(pipeline, stage, run_dir, resume, how or Launch())
                 record["status"] = "completed"
+            except TrainingInterrupted as e:
+                record.update(status="interrupted", error=first_line(e))
+                logger.error("stage %s stopped by %s", stage, e.signal_name)
+                raise TrainingInterrupted(e.signal_name, e.checkpoint, f"llmrl pipeline --resume {run_dir}") from e
             except BaseException as e:
                 record.update(status="failed", error=f"{type(e).__name__}: {first_line(e)}")
                 logger.error("stage %s failed: %s", stage, record["error"])

@@ -73,7 +73,7 @@ def build_reward_function(spec: str, cfg):
         return LengthReward(cfg.reward_fns.length_target)
     if kind == "reward_model":
         return RewardModelReward(
-            argument, batch_size=cfg.reward_fns.batch_size, trust_remote_code=cfg.trust_remote_code
+            argument, batch_size=cfg.reward_fns.batch_size, trust_remote_code=cfg.trusts_code_of(argument)
         )
     if kind == "api":
         return ApiReward(argument, cfg.api)

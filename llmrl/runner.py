@@ -20,6 +20,7 @@ from llmrl.config import TrainingConfig
 from llmrl.console import log_to_file, setup_console_logging
 from llmrl.data import local_path
 from llmrl.errors import LlmrlError, first_line
+from llmrl.interrupt import TrainingInterrupted
 from llmrl.memory import free_memory
 from llmrl.methods import MODULES
 
@@ -40,6 +41,8 @@ RUN_FILES = (
 
 def run_training(cfg: TrainingConfig) -> Path:
     """Train ``cfg.method`` into ``cfg.output_dir`` and return the path of the saved ``final/`` model."""
+    from llmrl.training import detect_hardware
+
     check_inputs(cfg)
     created = cfg.output_dir is None or not Path(cfg.output_dir).exists()
     output_dir = prepare_output_dir(cfg)
@@ -62,12 +65,13 @@ def run_training(cfg: TrainingConfig) -> Path:
     started = time.monotonic()
     with log_to_file(output_dir / "train.log") if _is_main_process() else contextlib.nullcontext():
         logger.info("training %s: model %s, dataset %s, output %s", cfg.method, cfg.model, cfg.dataset, output_dir)
+        logger.info(detect_hardware(cfg).summary())
         try:
             method = importlib.import_module(MODULES[cfg.method])
             final = method.train(cfg)
             info.update(status="completed", final_dir=str(final))
             return final
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, TrainingInterrupted):
             info["status"] = "interrupted"
             raise
         except BaseException as e:
@@ -111,8 +115,9 @@ def resolve_output_dir(cfg: TrainingConfig) -> Path:
     checkpoints = sorted(output_dir.glob("checkpoint-*"))
     if cfg.resume and cfg.overwrite:
         raise LlmrlError("--resume and --overwrite contradict each other: choose one")
-    if cfg.resume and not checkpoints:
-        raise LlmrlError(f"--resume: no checkpoint-* folder in {output_dir} to resume from")
+    if cfg.resume and not complete_checkpoints(output_dir):
+        found = f" ({len(checkpoints)} incomplete)" if checkpoints else ""
+        raise LlmrlError(f"--resume: no complete checkpoint-* folder in {output_dir} to resume from{found}")
     if not cfg.resume and not cfg.overwrite:
         if (output_dir / "final").exists():
             raise LlmrlError(
@@ -125,6 +130,17 @@ def resolve_output_dir(cfg: TrainingConfig) -> Path:
                 "or --overwrite to start over"
             )
     return output_dir
+
+
+CHECKPOINT_MARKERS = ("trainer_state.json", "ppo_state.json")  # written last: a checkpoint without one is partial
+
+
+def complete_checkpoints(output_dir: Path) -> list[Path]:
+    """The run's checkpoint-N folders that were written to the end, oldest first. A process killed while
+    saving leaves a folder without its state file; resuming never picks that one."""
+    found = [p for p in output_dir.glob("checkpoint-*") if p.name.removeprefix("checkpoint-").isdigit()]
+    complete = [p for p in found if any((p / marker).is_file() for marker in CHECKPOINT_MARKERS)]
+    return sorted(complete, key=lambda p: int(p.name.removeprefix("checkpoint-")))
 
 
 def run_files(output_dir: Path) -> list[Path]:

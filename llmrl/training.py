@@ -9,6 +9,7 @@ import hashlib
 import importlib.util
 import json
 import logging
+import math
 import os
 import platform
 import shutil
@@ -17,11 +18,10 @@ from pathlib import Path
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
-from transformers.trainer_utils import get_last_checkpoint
 
 from llmrl.builtin import resolve_model
 from llmrl.config import ONLINE_METHODS, TrainingConfig
-from llmrl.errors import LlmrlError, first_line
+from llmrl.errors import LlmrlError, loading_failed
 
 logger = logging.getLogger("llmrl")
 metrics_logger = logging.getLogger("llmrl.metrics")  # run log only: the trainer already prints each log dict
@@ -35,6 +35,17 @@ class Hardware:
     device: str  # cuda, mps or cpu
     precision: str  # bf16, fp16 or fp32
     gradient_checkpointing: bool
+    attn_implementation: str | None  # None: transformers' choice (sdpa)
+    liger: bool  # Liger's fused kernels (Triton: CUDA only)
+
+    def summary(self) -> str:
+        """One line for the run log: what was chosen, and on CPU what was switched off."""
+        line = f"hardware: {self.device}, {self.precision}, attention {self.attn_implementation or 'sdpa'}"
+        line += f", Liger kernels {'on' if self.liger else 'off'}"
+        line += f", gradient checkpointing {'on' if self.gradient_checkpointing else 'off'}"
+        if self.device != "cuda":
+            line += " (bf16, flash attention and Liger need CUDA)"
+        return line
 
     @property
     def dtype(self) -> torch.dtype:
@@ -73,8 +84,17 @@ def detect_hardware(cfg: TrainingConfig) -> Hardware:
             raise LlmrlError(f"rl.use_vllm needs a CUDA GPU, and this machine has {device} only; drop rl.use_vllm")
         if importlib.util.find_spec("vllm") is None:
             raise LlmrlError("rl.use_vllm needs vLLM: pip install 'llmrl[vllm]' (or pip install vllm)")
+    liger_installed = importlib.util.find_spec("liger_kernel") is not None
+    if cfg.use_liger_kernel and device != "cuda":
+        raise LlmrlError(f"use_liger_kernel needs a CUDA GPU, and this machine has {device} only; drop it")
+    if cfg.use_liger_kernel and not liger_installed:
+        raise LlmrlError("use_liger_kernel needs liger-kernel: pip install 'llmrl[liger]'")
+    liger = cfg.use_liger_kernel if cfg.use_liger_kernel is not None else device == "cuda" and liger_installed
+    attention = cfg.attn_implementation
+    if attention is None and device == "cuda" and importlib.util.find_spec("flash_attn") is not None:
+        attention = "flash_attention_2"
     checkpointing = cfg.gradient_checkpointing if cfg.gradient_checkpointing is not None else device == "cuda"
-    return Hardware(device=device, precision=precision, gradient_checkpointing=checkpointing)
+    return Hardware(device, precision, checkpointing, attention, liger)
 
 
 def trl_config(cfg: TrainingConfig, config_cls, **method_args):
@@ -108,7 +128,8 @@ def trl_config(cfg: TrainingConfig, config_cls, **method_args):
         use_cpu=hardware.device == "cpu",
         bf16=hardware.precision == "bf16",
         fp16=hardware.precision == "fp16",
-        trust_remote_code=cfg.trust_remote_code,
+        use_liger_kernel=hardware.liger,
+        trust_remote_code=cfg.trusts_code_of(cfg.model),
     )
     # transformers 5.x renamed gradient_checkpointing (TRL defaults it to True) to activation_checkpointing
     field_names = {f.name for f in dataclasses.fields(config_cls)}
@@ -186,9 +207,11 @@ def _generation_eos_ids(cfg: TrainingConfig) -> list[int]:
 def load_tokenizer(cfg: TrainingConfig):
     """The model's tokenizer, with a pad token (the EOS token when the model has none)."""
     try:
-        tokenizer = AutoTokenizer.from_pretrained(resolve_model(cfg.model), trust_remote_code=cfg.trust_remote_code)
+        tokenizer = AutoTokenizer.from_pretrained(
+            resolve_model(cfg.model), trust_remote_code=cfg.trusts_code_of(cfg.model)
+        )
     except (OSError, ValueError) as e:
-        raise LlmrlError(f"could not load the tokenizer of model '{cfg.model}': {first_line(e)}") from e
+        raise loading_failed(f"could not load the tokenizer of model '{cfg.model}'", e, cfg.model) from e
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
@@ -198,9 +221,9 @@ def load_model(cfg: TrainingConfig, model_class=AutoModelForCausalLM, **kwargs):
     """The model named by ``cfg.model`` (hub name, folder or builtin:PRESET) as ``model_class``, in the run's
     dtype; quantized for QLoRA when ``lora.quantize`` is set."""
     hardware = detect_hardware(cfg)
-    kwargs.update(dtype=hardware.dtype, trust_remote_code=cfg.trust_remote_code)
-    if cfg.attn_implementation:
-        kwargs["attn_implementation"] = cfg.attn_implementation
+    kwargs.update(dtype=hardware.dtype, trust_remote_code=cfg.trusts_code_of(cfg.model))
+    if hardware.attn_implementation:
+        kwargs["attn_implementation"] = hardware.attn_implementation
     if cfg.lora.quantize:
         from accelerate import PartialState
         from transformers import BitsAndBytesConfig
@@ -213,10 +236,13 @@ def load_model(cfg: TrainingConfig, model_class=AutoModelForCausalLM, **kwargs):
             bnb_4bit_compute_dtype=hardware.dtype,
         )
         kwargs["device_map"] = {"": PartialState().local_process_index}
+    from transformers import set_seed
+
+    set_seed(cfg.seed)  # new weights (a reward model's score head, a value head) are the same in every run
     try:
         return model_class.from_pretrained(resolve_model(cfg.model), **kwargs)
     except (OSError, ValueError) as e:
-        raise LlmrlError(f"could not load model '{cfg.model}' as {model_class.__name__}: {first_line(e)}") from e
+        raise loading_failed(f"could not load model '{cfg.model}' as {model_class.__name__}", e, cfg.model) from e
 
 
 def peft_config(cfg: TrainingConfig, task_type: str = "CAUSAL_LM"):
@@ -262,20 +288,95 @@ class MetricsFileCallback(TrainerCallback):
             logger.info("checkpoint saved: %s/checkpoint-%d", args.output_dir, state.global_step)
 
 
+class NonFiniteGuard(TrainerCallback):
+    """Checks the gradients before every optimizer step. NaN or inf anywhere: ``stop`` raises before the update,
+    so the last checkpoint stays the last good state; ``skip`` drops the batch's gradients and goes on."""
+
+    def __init__(self, policy: str, accelerator):
+        self.policy, self.accelerator, self.skipped = policy, accelerator, 0
+
+    def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
+        if gradients_are_finite(model.parameters(), self.accelerator):
+            return
+        step = state.global_step + 1
+        if self.policy == "skip":
+            self.skipped += 1
+            model.zero_grad(set_to_none=True)  # the optimizer leaves parameters without gradients alone
+            logger.warning("step %d: NaN or inf gradients, batch skipped (%d so far)", step, self.skipped)
+            return
+        raise NonFiniteError(step, args.output_dir)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):  # a NaN loss whose gradients went unseen
+        loss = (logs or {}).get("loss")
+        if isinstance(loss, float) and not math.isfinite(loss) and self.policy == "stop":
+            raise NonFiniteError(state.global_step, args.output_dir, what="loss")
+
+
+class NonFiniteError(LlmrlError):
+    def __init__(self, step: int, output_dir: str, what: str = "gradients"):
+        from llmrl.runner import complete_checkpoints
+
+        kept = complete_checkpoints(Path(output_dir))
+        last = f"the last good checkpoint is {kept[-1]}" if kept else "no checkpoint was saved before it"
+        super().__init__(
+            f"NaN or inf {what} at step {step}: training stopped before the update and {last}; "
+            "lower learning_rate (then --resume), or set on_nonfinite=skip to skip such batches"
+        )
+
+
+def gradients_are_finite(parameters, accelerator=None) -> bool:
+    """Whether every gradient is finite, agreed by all processes (sharded gradients differ between them)."""
+    grads = [p.grad for p in parameters if p.grad is not None]
+    finite = torch.tensor(1.0, device=grads[0].device if grads else "cpu")
+    if grads:
+        norms = torch._foreach_norm(grads)  # one fused pass; NaN or inf in a tensor makes its norm so
+        finite = torch.isfinite(torch.stack(norms)).all().float()
+    if accelerator is not None and accelerator.num_processes > 1:
+        finite = accelerator.reduce(finite.to(accelerator.device), reduction="sum") / accelerator.num_processes
+    return bool(finite.item() == 1.0)
+
+
+class SignalCheckpoint(TrainerCallback):
+    """On SIGTERM/SIGINT (noted by ``StopOnSignal``): save a checkpoint at the end of this step, then stop."""
+
+    def __init__(self, stop, accelerator):
+        self.stop, self.accelerator = stop, accelerator
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.stop.requested(self.accelerator):
+            control.should_save = control.should_training_stop = True
+
+
 def train_and_save(trainer, cfg: TrainingConfig) -> Path:
-    """Run ``trainer.train()`` (resuming if asked), then write ``final/`` atomically and return its path."""
+    """Run ``trainer.train()`` (resuming if asked), then write ``final/`` atomically and return its path.
+
+    Interruption and failure keep what was learned: SIGTERM/SIGINT save a checkpoint and stop with a hint to
+    ``--resume``; NaN/inf gradients stop before the bad update (or skip the batch, ``on_nonfinite=skip``)."""
+    from llmrl.interrupt import StopOnSignal, TrainingInterrupted
+    from llmrl.runner import complete_checkpoints
+
     output_dir = Path(cfg.output_dir)
     metrics = output_dir / "metrics.jsonl"
-    checkpoint = get_last_checkpoint(str(output_dir)) if cfg.resume else None
+    checkpoint = str(complete_checkpoints(output_dir)[-1]) if cfg.resume else None
     if trainer.is_world_process_zero():
         if checkpoint:
+            for partial in set(output_dir.glob("checkpoint-*")) - set(complete_checkpoints(output_dir)):
+                logger.warning("removing %s: the process stopped while writing it", partial)
+                shutil.rmtree(partial)
             logger.info("resuming from %s", checkpoint)
             keep_records_up_to(metrics, int(Path(checkpoint).name.split("-")[-1]))
         elif metrics.exists():
             metrics.unlink()  # left by an earlier attempt that saved nothing; this run starts the file anew
     trainer.callback_handler.callbacks.insert(0, MetricsFileCallback(metrics))  # first: it adds gpu_memory_gb
     trainer.data_collator = shard = ShardRecord(trainer.data_collator)
-    trainer.train(resume_from_checkpoint=checkpoint)
+    trainer.add_callback(NonFiniteGuard(cfg.on_nonfinite, trainer.accelerator))
+    with StopOnSignal() as stop:
+        trainer.add_callback(SignalCheckpoint(stop, trainer.accelerator))
+        trainer.train(resume_from_checkpoint=checkpoint)
+    if stop.received:
+        saved = complete_checkpoints(output_dir)
+        hint = f"the same command with --resume (output {output_dir})"
+        raise TrainingInterrupted(stop.received, str(saved[-1]) if saved else None, hint)
     write_ranks_file(trainer.accelerator, shard, output_dir)
     if trainer.eval_dataset is not None:
         results = trainer.evaluate()  # logged to metrics.jsonl like every other record

@@ -153,7 +153,7 @@ def test_resume_without_a_checkpoint(tmp_path):
             "--resume",
         ),
     )
-    assert result.exit_code == 2 and "no checkpoint-* folder" in result.output
+    assert result.exit_code == 2 and "no complete checkpoint-* folder" in result.output
 
 
 def test_hub_model_offline_is_a_clear_error(tmp_path):

@@ -395,7 +395,7 @@ def test_max_samples():
             r"bad.jsonl: line 2 is not valid JSON",
         ),
         ("bad.json", '[\n  {"prompt": "a"},\n  {"prompt": }\n]', r"bad.json: line 3 is not valid JSON"),
-        ("empty.jsonl", "", r"could not read dataset|has no rows"),
+        ("empty.jsonl", "", r"dataset file .*empty.jsonl is empty"),
         ("binary.jsonl", b"\xff\xfe\x00garbage", r"could not read dataset"),
     ],
 )

@@ -1,14 +1,23 @@
-"""PPO: its arithmetic against plain reference implementations, the first update, saving, and learning."""
+"""PPO: its arithmetic against plain reference implementations, the first update, saving, learning, and
+checkpoints: written every save_steps, rotated, resumed after SIGKILL and SIGTERM as if never interrupted."""
 
 import json
+import os
+import re
+import shutil
+import signal
+import subprocess
 import sys
+import time
 
 import pytest
 import torch
+from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
 from llmrl import ppo_math
 from llmrl.config import load_config
+from llmrl.errors import LlmrlError
 from llmrl.runner import run_training
 
 
@@ -80,17 +89,33 @@ def test_losses_ignore_masked_positions_and_clip():
 
 
 def reward_module(tmp_path):
-    (tmp_path / "prefer_sevens.py").write_text(
+    """A rule reward. With $PPO_TEST_PAUSE_AT=K (set for a subprocess) its K-th call, in rollout K, touches
+    ``paused`` and waits for ``go``: the test then knows which step the run is in when it signals it."""
+    module = (
+        "import os, pathlib, time\n"
+        "calls = 0\n"
         "def sevens(prompts, completions, **kwargs):\n"
+        "    global calls\n"
+        "    calls += 1\n"
+        "    if calls == int(os.environ.get('PPO_TEST_PAUSE_AT', 0)):\n"
+        f"        folder = pathlib.Path({str(tmp_path)!r})\n"
+        "        (folder / 'paused').touch()\n"
+        "        deadline = time.monotonic() + 300\n"
+        "        while not (folder / 'go').exists() and time.monotonic() < deadline:\n"
+        "            time.sleep(0.05)\n"
         "    texts = [c if isinstance(c, str) else c[0]['content'] for c in completions]\n"
         "    return [t.count('7') / max(1, len(t)) for t in texts]\n"
     )
+    path = tmp_path / "prefer_sevens.py"
+    if not path.exists() or path.read_text() != module:  # never rewritten while a subprocess may be reading it
+        path.write_text(module)
     sys.path.insert(0, str(tmp_path))
     return "python:prefer_sevens:sevens"
 
 
-def ppo_config(tmp_path, *sets):
+def ppo_config(tmp_path, *sets, resume=False):
     return load_config(
+        flags={"resume": resume},
         sets=[
             "method=ppo",
             "model=builtin:tiny",
@@ -100,7 +125,7 @@ def ppo_config(tmp_path, *sets):
             "rl.max_completion_length=8",
             "logging_steps=1",
             *sets,
-        ]
+        ],
     )
 
 
@@ -153,6 +178,9 @@ def test_ppo_with_lora_trains_adapters_only(tmp_path):
         assert names and all("lora_" in n or "score" in n for n in names)
     history = trainer.update(trainer.rollout(next(iter(trainer.loader))))
     assert history[0]["ratio"] == pytest.approx(1.0, abs=1e-6)
+    checkpoint = trainer.save_checkpoint(1)  # the adapters (and the value model's new head), not the base model
+    assert all("lora_" in name for name in load_file(checkpoint / "policy.safetensors"))
+    assert all("lora_" in name or "score" in name for name in load_file(checkpoint / "value_model.safetensors"))
 
 
 @pytest.mark.slow
@@ -210,3 +238,156 @@ def test_ppo_under_two_processes(tmp_path):
     # the schedule counts rollout steps, not steps x processes: linear decay from 3e-6 over 2 steps
     assert records[0]["learning_rate"] == pytest.approx(1.5e-6) and records[1]["learning_rate"] == 0.0
     AutoModelForCausalLM.from_pretrained(out / "final")
+
+
+# -------------------------------------------------------------------------------------------------------------
+# Checkpoints, resume, signals
+
+
+def prompts_file(tmp_path):
+    """12 prompts: with 4 per rollout, an epoch is 3 steps, so the runs below cross epochs and resume mid-epoch."""
+    path = tmp_path / "prompts.jsonl"
+    rows = [
+        {"prompt": [{"role": "user", "content": f"Compute {a} + {a + 3}."}], "answer": str(2 * a + 3)}
+        for a in range(12)
+    ]
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+def small_run(tmp_path, *sets):
+    """The PPO settings of the checkpoint tests, as --set items: 3 rollout steps per epoch of 4 prompts."""
+    return [f"dataset={prompts_file(tmp_path)}", "per_device_train_batch_size=4", "learning_rate=1e-2", *sets]
+
+
+def start_ppo(tmp_path, out, sets, pause_at):
+    """`llmrl train --method ppo` in a subprocess that holds in rollout ``pause_at`` (see reward_module)."""
+    command = [sys.executable, "-m", "llmrl", "train", "--method", "ppo", "--model", "builtin:tiny"]
+    command += ["--output-dir", str(out), "--set", f"rewards=[{reward_module(tmp_path)}]"]
+    for item in ["rl.max_completion_length=8", "logging_steps=1", *sets]:
+        command += ["--set", item]
+    env = {**os.environ, "PYTHONPATH": str(tmp_path), "PPO_TEST_PAUSE_AT": str(pause_at)}
+    with (tmp_path / "stdout.txt").open("w") as stdout, (tmp_path / "stderr.txt").open("w") as stderr:
+        return subprocess.Popen(command, stdout=stdout, stderr=stderr, env=env)  # files: a full pipe would block it
+
+
+def wait_until_paused(tmp_path, process):
+    deadline = time.monotonic() + 300
+    while not (tmp_path / "paused").exists():
+        assert process.poll() is None, (tmp_path / "stderr.txt").read_text()[-3000:]
+        assert time.monotonic() < deadline, "the subprocess never reached the pause"
+        time.sleep(0.05)
+
+
+def logged_steps(out):
+    return [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def saved_checkpoints(out):
+    """The checkpoints the run log says were saved, in order."""
+    return re.findall(r"checkpoint saved: (\S+)", (out / "train.log").read_text())
+
+
+def test_checkpoints_every_save_steps_keep_the_newest(tmp_path):
+    out = tmp_path / "ppo"
+    final = run_training(
+        ppo_config(tmp_path, *small_run(tmp_path, "max_steps=5", "save_steps=2", "save_total_limit=2"))
+    )
+    assert saved_checkpoints(out) == [str(out / f"checkpoint-{n}") for n in (2, 4, 5)]  # every 2 steps, and the last
+    assert sorted(p.name for p in out.iterdir() if "checkpoint" in p.name) == ["checkpoint-4", "checkpoint-5"]
+    checkpoint = out / "checkpoint-5"
+    assert sorted(p.name for p in checkpoint.iterdir()) == [
+        "optimizer.pt",
+        "policy.safetensors",
+        "ppo_state.json",
+        "rng_state_0.pt",
+        "scheduler.pt",
+        "value_model.safetensors",
+    ]
+    state = json.loads((checkpoint / "ppo_state.json").read_text())
+    assert state == {"step": 5, "epoch": 1, "batches_in_epoch": 2, "world_size": 1}  # 3 steps per epoch
+    saved, final_weights = load_file(checkpoint / "policy.safetensors"), load_file(final / "model.safetensors")
+    assert saved and saved.keys() <= final_weights.keys()  # the whole policy (its tied output layer once)
+    for name, tensor in saved.items():
+        assert torch.equal(tensor, final_weights[name]), name
+    earlier = load_file(out / "checkpoint-4" / "policy.safetensors")
+    assert any(not torch.equal(earlier[name], tensor) for name, tensor in saved.items())  # step 5 trained on
+
+
+def test_resume_skips_a_half_written_checkpoint(tmp_path):
+    """A run killed while saving leaves the staging folder, or a checkpoint-N without ppo_state.json (written
+    last): --resume takes the newest complete checkpoint, and the resumed run writes that step again, whole."""
+    out = tmp_path / "ppo"
+    run_training(ppo_config(tmp_path, *small_run(tmp_path, "max_steps=2", "save_steps=1")))
+    shutil.copytree(out / "checkpoint-2", out / ".checkpoint-staging")
+    half = shutil.copytree(out / "checkpoint-2", out / "checkpoint-3")
+    (half / "ppo_state.json").unlink()
+    (half / "policy.safetensors").write_bytes((half / "policy.safetensors").read_bytes()[:100])
+    shutil.rmtree(out / "final")
+    run_training(ppo_config(tmp_path, *small_run(tmp_path, "max_steps=3", "save_steps=1"), resume=True))
+    assert f"resuming from {out / 'checkpoint-2'}" in (out / "train.log").read_text()
+    assert logged_steps(out) == [1, 2, 3]
+    assert json.loads((out / "checkpoint-3" / "ppo_state.json").read_text())["step"] == 3
+    assert not (out / ".checkpoint-staging").exists()
+    for checkpoint in out.glob("checkpoint-*"):
+        (checkpoint / "ppo_state.json").unlink()
+    with pytest.raises(LlmrlError, match="no complete checkpoint"):
+        run_training(ppo_config(tmp_path, *small_run(tmp_path, "max_steps=3"), resume=True))
+
+
+@pytest.mark.slow
+def test_a_run_killed_with_sigkill_resumes_to_the_same_policy(tmp_path):
+    """A subprocess killed with SIGKILL after checkpoint-2, resumed here, ends where an uninterrupted run ends:
+    steps 1..6 logged once each, and the same policy, bit for bit. That holds because the checkpoint restores
+    weights, Adam's state, the schedule and every RNG, and each epoch's prompt order follows from the seed and the
+    epoch; on CPU the same operations give the same bits in any process. (Not on CUDA, whose kernels are not
+    all deterministic: there the policies are only compared for closeness.)"""
+    sets = small_run(tmp_path, "max_steps=6", "save_steps=2")
+    interrupted = tmp_path / "interrupted"
+    process = start_ppo(tmp_path, interrupted, sets, pause_at=3)  # held in step 3, after checkpoint-2
+    try:
+        uninterrupted = run_training(ppo_config(tmp_path, *sets, f"output_dir={tmp_path / 'uninterrupted'}"))
+        wait_until_paused(tmp_path, process)
+        process.send_signal(signal.SIGKILL)
+        assert process.wait(timeout=60) == -signal.SIGKILL
+    finally:
+        process.kill()
+    assert sorted(p.name for p in interrupted.glob("checkpoint-*")) == ["checkpoint-2"]
+    assert logged_steps(interrupted) == [1, 2]
+
+    resumed = run_training(ppo_config(tmp_path, *sets, f"output_dir={interrupted}", resume=True))
+    assert f"resuming from {interrupted / 'checkpoint-2'}" in (interrupted / "train.log").read_text()
+    assert logged_steps(interrupted) == [1, 2, 3, 4, 5, 6]
+    assert json.loads((interrupted / "checkpoint-6" / "ppo_state.json").read_text())["step"] == 6
+    expected, got = load_file(uninterrupted / "model.safetensors"), load_file(resumed / "model.safetensors")
+    exact = not torch.cuda.is_available()
+    for name, tensor in expected.items():
+        torch.testing.assert_close(got[name], tensor, rtol=0 if exact else 1e-3, atol=0 if exact else 1e-3)
+
+
+@pytest.mark.slow
+def test_sigterm_saves_a_checkpoint_and_exits_143(tmp_path):
+    """SIGTERM in step 2 (save_steps 100: no checkpoint due): the run ends step 2, saves checkpoint-2, exits 143
+    with one line saying how to resume; --resume then finishes the run."""
+    sets = small_run(tmp_path, "max_steps=4", "save_steps=100")
+    out = tmp_path / "ppo"
+    process = start_ppo(tmp_path, out, sets, pause_at=2)
+    try:
+        wait_until_paused(tmp_path, process)
+        process.send_signal(signal.SIGTERM)
+        (tmp_path / "go").touch()
+        process.wait(timeout=120)
+    finally:
+        process.kill()
+    stderr = (tmp_path / "stderr.txt").read_text()
+    assert process.returncode == 143, stderr[-3000:]
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith("error: stopped by SIGTERM"), stderr[-3000:]
+    assert str(out / "checkpoint-2") in errors[0] and f"--output-dir {out} --resume" in errors[0]
+    assert "Traceback" not in stderr
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-2"]
+    assert json.loads((out / "checkpoint-2" / "ppo_state.json").read_text())["step"] == 2
+    assert logged_steps(out) == [1, 2]
+
+    run_training(ppo_config(tmp_path, *sets, f"output_dir={out}", resume=True))
+    assert logged_steps(out) == [1, 2, 3, 4]

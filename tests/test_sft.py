@@ -1,6 +1,7 @@
 """SFT end to end on the built-in tiny model: masking of the labels, learning, and the outputs of a run."""
 
 import json
+import os
 
 import torch
 from helpers import tiny_train_args
@@ -17,9 +18,11 @@ runner = CliRunner()
 
 
 def supervised_text(trainer, index: int, other: int | None = None) -> tuple[str, str, dict]:
-    """(whole text, text of the tokens with a label, the batch) for one example collated with another."""
+    """(whole text, text of the tokens with a label, the batch) for one example collated with another
+    (alone when batches are padding-free: the row would hold both)."""
     other = index + 1 if other is None else other
-    batch = trainer.data_collator([trainer.train_dataset[index], trainer.train_dataset[other]])
+    rows = [trainer.train_dataset[index]] + ([] if trainer.padding_free else [trainer.train_dataset[other]])
+    batch = trainer.data_collator(rows)
     ids, labels = batch["input_ids"][0], batch["labels"][0]
     tokenizer = trainer.processing_class
     return tokenizer.decode(ids), tokenizer.decode(ids[labels != -100]), batch
@@ -38,8 +41,8 @@ def test_chat_data_is_supervised_on_assistant_turns_only(tmp_path, chat_jsonl):
             )
             + "\n"
         )
-    cfg = load_config(sets=[f"dataset={chat_jsonl}", "model=builtin:tiny", f"output_dir={tmp_path / 'out'}"])
-    trainer = build_trainer(cfg)
+    sets = [f"dataset={chat_jsonl}", "model=builtin:tiny", f"output_dir={tmp_path / 'out'}", "sft.padding_free=false"]
+    trainer = build_trainer(load_config(sets=sets))
     whole, supervised, batch = supervised_text(trainer, 0, other=len(trainer.train_dataset) - 1)
     assert whole.startswith("<|im_start|>user\nWhat is 0 + 0?<|im_end|>")
     assert supervised == "0 + 0 = 0\n#### 0<|im_end|>"  # the answer and its end-of-turn token, nothing else
@@ -47,6 +50,33 @@ def test_chat_data_is_supervised_on_assistant_turns_only(tmp_path, chat_jsonl):
     pad_positions = batch["attention_mask"] == 0
     assert pad_positions.any()
     assert (batch["labels"][pad_positions] == -100).all()
+
+
+def test_padding_free_batches_give_the_padded_loss_without_padding(tmp_path):
+    """The default batches are one row of concatenated examples: no padding is computed, and the loss is the
+    padded batch's loss (each example attends only to itself)."""
+    rows = [
+        {"messages": [{"role": "user", "content": "Hi" + "!" * n}, {"role": "assistant", "content": "Yes." * n}]}
+        for n in (1, 7, 3)
+    ]
+    data = tmp_path / "varied.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    sets = [f"dataset={data}", "model=builtin:tiny", f"output_dir={tmp_path / 'out'}"]
+    padded = build_trainer(load_config(sets=[*sets, "sft.padding_free=false"]))
+    packed = build_trainer(load_config(sets=sets))
+    assert packed.padding_free and not padded.padding_free
+    examples = [padded.train_dataset[i] for i in range(3)]
+    padded_batch, packed_batch = padded.data_collator(examples), packed.data_collator(examples)
+    real_tokens = int(padded_batch["attention_mask"].sum())
+    assert real_tokens < padded_batch["attention_mask"].numel()  # the padded batch does pad
+    assert packed_batch["input_ids"].shape == (1, real_tokens) and "attention_mask" not in packed_batch
+    keys = ("input_ids", "attention_mask", "position_ids", "labels")
+    with torch.no_grad():
+        losses = [
+            trainer.model(**{k: v for k, v in batch.items() if k in keys}).loss
+            for trainer, batch in ((padded, padded_batch), (packed, packed_batch))
+        ]
+    assert torch.allclose(losses[0], losses[1], atol=1e-5), losses
 
 
 def test_system_and_multi_turn_prompts_are_masked(tmp_path):
@@ -234,3 +264,14 @@ def test_template_without_generation_markers_trains_on_the_last_turn_only(tmp_pa
     assert "training on the last assistant turn of each conversation only" in caplog.text
     whole, supervised, _ = supervised_text(trainer, 0)
     assert "1+1?" in whole and supervised == "4<|im_end|>\n"
+
+
+def test_tokenization_is_cached_between_runs(tmp_path, chat_jsonl):
+    """A second run on the same data and tokenizer reads the tokenized data from the cache, untouched."""
+    first = build_trainer(load_config(sets=[f"dataset={chat_jsonl}", "model=builtin:tiny", "output_dir=a"]))
+    files = [f["filename"] for f in first.train_dataset.cache_files]
+    assert files
+    written = {f: os.stat(f).st_mtime_ns for f in files}
+    second = build_trainer(load_config(sets=[f"dataset={chat_jsonl}", "model=builtin:tiny", "output_dir=b"]))
+    assert [f["filename"] for f in second.train_dataset.cache_files] == files
+    assert {f: os.stat(f).st_mtime_ns for f in files} == written  # read, not computed again

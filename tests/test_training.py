@@ -61,3 +61,33 @@ def test_fp16_on_cpu_is_refused_up_front():
 def test_auto_precision_on_cpu_is_fp32():
     hardware = detect_hardware(load_config())
     assert (hardware.device, hardware.precision, hardware.gradient_checkpointing) == ("cpu", "fp32", False)
+
+
+def test_cuda_speed_features_switch_off_on_cpu_with_a_note():
+    hardware = detect_hardware(load_config())
+    assert not hardware.liger and hardware.attn_implementation is None
+    assert hardware.summary() == (
+        "hardware: cpu, fp32, attention sdpa, Liger kernels off, gradient checkpointing off "
+        "(bf16, flash attention and Liger need CUDA)"
+    )
+    assert build().use_liger_kernel is False
+    with pytest.raises(LlmrlError, match="use_liger_kernel needs a CUDA GPU"):
+        detect_hardware(load_config(sets=["use_liger_kernel=true"]))
+
+
+def test_cuda_machine_gets_bf16_flash_attention_and_liger_when_installed(monkeypatch):
+    """The choices on a CUDA machine (none here: CUDA and the installed packages are what detect_hardware asks)."""
+    import importlib.util
+
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    find_spec = importlib.util.find_spec
+    extras = ("liger_kernel", "flash_attn")
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: object() if name in extras else find_spec(name))
+    hardware = detect_hardware(load_config())
+    assert (hardware.precision, hardware.attn_implementation, hardware.liger) == ("bf16", "flash_attention_2", True)
+    assert hardware.gradient_checkpointing
+    chosen = detect_hardware(load_config(sets=["use_liger_kernel=false", "attn_implementation=sdpa"]))
+    assert (chosen.attn_implementation, chosen.liger) == ("sdpa", False)

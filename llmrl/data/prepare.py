@@ -241,7 +241,9 @@ def context_limit(cfg: TrainingConfig, tokenizer) -> int | None:
         from llmrl.builtin import resolve_model
 
         try:
-            config = AutoConfig.from_pretrained(resolve_model(cfg.model), trust_remote_code=cfg.trust_remote_code)
+            config = AutoConfig.from_pretrained(
+                resolve_model(cfg.model), trust_remote_code=cfg.trusts_code_of(cfg.model)
+            )
             if getattr(config, "max_position_embeddings", None):
                 limits.append(int(config.max_position_embeddings))
         except (OSError, ValueError):

@@ -120,6 +120,11 @@ def _load_local(path: Path, split: str):
 def _read_files(builder: str, files: list[Path], source: Path):
     import datasets
 
+    for file in files:
+        with file.open("rb") as f:
+            if not f.read(4096).strip():
+                raise LlmrlError(f"dataset file {file} is empty; expected one example per line (or row)")
+
     datasets_logger = logging.getLogger("datasets")
     level = datasets_logger.level
     datasets_logger.setLevel(logging.CRITICAL)  # a parse error is logged before it is raised; we report it once

@@ -12,20 +12,26 @@ The classic RLHF recipe, following the published implementation details of RLHF 
 4. Updates: ``ppo.ppo_epochs`` passes over shuffled minibatches: clipped ratio loss, clipped value loss,
    optional entropy bonus, gradient clipping. Prompt and padding tokens are masked everywhere.
 
-Writes the policy to ``final/`` (loads with ``AutoModelForCausalLM``) and the value model to ``value_model/``.
+Writes the policy to ``final/`` (loads with ``AutoModelForCausalLM``) and the value model to ``value_model/``;
+every ``save_steps`` rollout steps (and on SIGTERM/SIGINT) a ``checkpoint-N/`` that ``--resume`` continues from.
 
     llmrl train --method ppo --model runs/sft/final --dataset builtin:prompts --set rewards=[reward_model:runs/rm/final]
 """
 
+import json
 import logging
 import math
 import os
+import random
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from accelerate import Accelerator
+from accelerate.utils import GradientAccumulationPlugin
+from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoModelForSequenceClassification, get_scheduler
 
@@ -33,11 +39,16 @@ from llmrl import ppo_math
 from llmrl.config import TrainingConfig
 from llmrl.data import prepare_train_eval
 from llmrl.errors import LlmrlError
+from llmrl.interrupt import StopOnSignal, TrainingInterrupted
 from llmrl.rewards import parse_spec
+from llmrl.runner import complete_checkpoints
 from llmrl.training import (
+    NonFiniteError,
     ShardRecord,
     append_metrics,
     detect_hardware,
+    gradients_are_finite,
+    keep_records_up_to,
     load_model,
     load_tokenizer,
     online_rewards,
@@ -46,6 +57,7 @@ from llmrl.training import (
 )
 
 logger = logging.getLogger("llmrl")
+CHECKPOINT_STATE = "ppo_state.json"  # written last: a checkpoint folder without it is incomplete
 
 
 def train(cfg: TrainingConfig) -> Path:
@@ -58,8 +70,14 @@ def train(cfg: TrainingConfig) -> Path:
 def build_trainer(cfg: TrainingConfig) -> "PPOTrainer":
     if not cfg.rewards:
         raise LlmrlError("--method ppo needs rewards: e.g. --set rewards=[reward_model:runs/rm/final]")
+    checkpoint = None
     if cfg.resume:
-        raise LlmrlError("--resume is not supported by --method ppo yet: start the run again with --overwrite")
+        checkpoints = complete_checkpoints(Path(cfg.output_dir))
+        if not checkpoints:
+            raise LlmrlError(
+                f"--resume: no complete checkpoint in {cfg.output_dir} (a checkpoint-N folder with {CHECKPOINT_STATE})"
+            )
+        checkpoint = checkpoints[-1]
     for engine in ("DEEPSPEED", "FSDP"):  # set by accelerate launch; PPO prepares two models and generates
         if os.environ.get(f"ACCELERATE_USE_{engine}", "false").lower() in ("1", "true"):
             raise LlmrlError(
@@ -68,7 +86,7 @@ def build_trainer(cfg: TrainingConfig) -> "PPOTrainer":
             )
     tokenizer = load_tokenizer(cfg)
     dataset, _, _ = prepare_train_eval(cfg, tokenizer, "prompt")
-    return PPOTrainer(cfg, tokenizer, dataset)
+    return PPOTrainer(cfg, tokenizer, dataset, resume_from=checkpoint)
 
 
 @dataclass
@@ -89,15 +107,20 @@ class Rollout:
 class PPOTrainer:
     """The PPO loop: rollouts, GAE, clipped updates of policy and value model, metrics, saving."""
 
-    def __init__(self, cfg: TrainingConfig, tokenizer, dataset):
+    def __init__(self, cfg: TrainingConfig, tokenizer, dataset, resume_from: Path | None = None):
         hardware = detect_hardware(cfg)
         self.cfg, self.tokenizer = cfg, tokenizer
         self.output_dir = Path(cfg.output_dir)
+        self.resume_from = resume_from
+        self.step = self.skipped = 0  # rollout steps done; minibatches skipped for NaN/inf gradients
         self.beta = cfg.rl.beta if cfg.rl.beta is not None else cfg.ppo.kl_coef
         self.accelerator = Accelerator(
             cpu=hardware.device == "cpu",
             mixed_precision={"bf16": "bf16", "fp16": "fp16"}.get(hardware.precision, "no"),
-            gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+            # minibatches come from rollouts, not from the prompt loader: its end must not force a step
+            gradient_accumulation_plugin=GradientAccumulationPlugin(
+                num_steps=cfg.gradient_accumulation_steps, sync_with_dataloader=False
+            ),
         )
         torch.manual_seed(cfg.seed)
 
@@ -124,7 +147,13 @@ class PPOTrainer:
         self.dataset = dataset
         self.shard = ShardRecord(list)  # notes what this process rolled out on, for ranks.json
         loader = torch.utils.data.DataLoader(
-            dataset, batch_size=self.rollout_batch_size, shuffle=True, collate_fn=self.shard, drop_last=True
+            dataset,
+            batch_size=self.rollout_batch_size,
+            sampler=EpochShuffle(len(dataset), cfg.seed),
+            collate_fn=self.shard,
+            drop_last=True,
+            # its own generator: starting an epoch would otherwise draw from the global RNG, which --resume restores
+            generator=torch.Generator().manual_seed(cfg.seed),
         )
         if len(loader) == 0:
             raise LlmrlError(
@@ -164,8 +193,9 @@ class PPOTrainer:
 
         path = resolve_model(source or self.cfg.model)
         hardware = detect_hardware(self.cfg)
+        trusted = self.cfg.trusts_code_of(source or self.cfg.model)
         model = AutoModelForSequenceClassification.from_pretrained(
-            path, num_labels=1, dtype=hardware.dtype, trust_remote_code=self.cfg.trust_remote_code
+            path, num_labels=1, dtype=hardware.dtype, trust_remote_code=trusted
         )
         if not isinstance(getattr(model, "score", None), nn.Linear):
             raise LlmrlError(f"{type(model).__name__} has no 'score' head; PPO's value model needs one")
@@ -289,15 +319,28 @@ class PPOTrainer:
                     with self.accelerator.accumulate(self.policy, self.value_model):
                         loss, stats = self.loss(rollout, index)
                         self.accelerator.backward(loss)
+                        parameters = [p for g in self.optimizer.param_groups for p in g["params"]]
+                        if self.accelerator.sync_gradients and not self.gradients_are_usable(parameters):
+                            self.optimizer.zero_grad(set_to_none=True)  # skipped: AdamW leaves them alone
                         if self.accelerator.sync_gradients and cfg.max_grad_norm:
-                            self.accelerator.clip_grad_norm_(
-                                [p for g in self.optimizer.param_groups for p in g["params"]], cfg.max_grad_norm
-                            )
+                            self.accelerator.clip_grad_norm_(parameters, cfg.max_grad_norm)
                         self.optimizer.step()
                         self.optimizer.zero_grad()
                     batch_stats.append(stats)
                 history.append({k: sum(s[k] for s in batch_stats) / len(batch_stats) for k in batch_stats[0]})
         return history
+
+    def gradients_are_usable(self, parameters) -> bool:
+        """False when NaN/inf gradients are to be skipped (``on_nonfinite=skip``); with ``stop``, raises before
+        the update so the last checkpoint stays the last good state."""
+        if gradients_are_finite(parameters, self.accelerator):
+            return True
+        step = self.step + 1
+        if self.cfg.on_nonfinite == "stop":
+            raise NonFiniteError(step, str(self.output_dir))
+        self.skipped += 1
+        logger.warning("step %d: NaN or inf gradients, minibatch skipped (%d so far)", step, self.skipped)
+        return False
 
     def loss(self, rollout: Rollout, index: torch.Tensor):
         """PPO's loss on the rollout rows ``index``: clipped policy loss + vf_coef * clipped value loss - entropy."""
@@ -322,35 +365,115 @@ class PPOTrainer:
     # The loop and saving
 
     def train(self) -> None:
+        """Roll out and update until ``total_steps``, checkpointing every ``save_steps`` and at the end; on
+        SIGTERM/SIGINT, checkpoint the step just done and raise ``TrainingInterrupted``."""
+        step = self.load_checkpoint(self.resume_from) if self.resume_from else 0
         metrics = self.output_dir / "metrics.jsonl"
-        if self.accelerator.is_main_process and metrics.exists():
-            metrics.unlink()
+        if self.accelerator.is_main_process:
+            if self.resume_from:
+                keep_records_up_to(metrics, step)  # the resumed run logs the later steps again
+            elif metrics.exists():
+                metrics.unlink()
         from tqdm.auto import tqdm
 
-        progress = tqdm(total=self.total_steps, desc="PPO", disable=not self.accelerator.is_main_process)
+        progress = tqdm(total=self.total_steps, initial=step, desc="PPO", disable=not self.accelerator.is_main_process)
         trackers = Trackers(self.cfg, self.output_dir) if self.accelerator.is_main_process else None
-        step = 0
-        while step < self.total_steps:
-            for rows in self.loader:
-                rollout = self.rollout(rows)
-                history = self.update(rollout)
-                self.scheduler.step()
-                step += 1
-                shown = {"score": f"{rollout.stats['score'].item():.3g}", "kl": f"{rollout.stats['kl'].item():.3g}"}
-                if torch.cuda.is_available():
-                    shown["gpu_gb"] = f"{torch.cuda.max_memory_allocated() / 2**30:.1f}"
-                progress.set_postfix(shown)
-                progress.update()
-                if step % self.cfg.logging_steps == 0 or step in (1, self.total_steps):
-                    record = {**self.gather_stats(rollout, history), "learning_rate": self.scheduler.get_last_lr()[0]}
-                    if trackers:
-                        append_metrics(metrics, {"step": step, **record})
-                        trackers.log(record, step)
-                if step >= self.total_steps:
-                    break
-        progress.close()
-        if trackers:
-            trackers.close()
+        try:
+            with StopOnSignal() as stop:
+                batches = self.batches_from(step)
+                while step < self.total_steps:
+                    self.step = step  # steps done, for messages from within the update
+                    rollout = self.rollout(next(batches))
+                    history = self.update(rollout)
+                    self.scheduler.step()
+                    step += 1
+                    shown = {"score": f"{rollout.stats['score'].item():.3g}", "kl": f"{rollout.stats['kl'].item():.3g}"}
+                    if torch.cuda.is_available():
+                        shown["gpu_gb"] = f"{torch.cuda.max_memory_allocated() / 2**30:.1f}"
+                    progress.set_postfix(shown)
+                    progress.update()
+                    if step % self.cfg.logging_steps == 0 or step in (1, self.total_steps):
+                        record = {
+                            **self.gather_stats(rollout, history),
+                            "learning_rate": self.scheduler.get_last_lr()[0],
+                        }
+                        if trackers:
+                            append_metrics(metrics, {"step": step, **record})
+                            trackers.log(record, step)
+                    stopping = stop.requested(self.accelerator)
+                    if stopping or step % self.cfg.save_steps == 0 or step == self.total_steps:
+                        checkpoint = self.save_checkpoint(step)
+                    if stopping:
+                        hint = f"llmrl train ... --output-dir {self.output_dir} --resume"
+                        raise TrainingInterrupted(stop.received, str(checkpoint), hint)
+        finally:
+            progress.close()
+            if trackers:
+                trackers.close()
+
+    def batches_from(self, step: int):
+        """This process's rollout batches, without end, from where ``step`` steps leave off: each epoch's order is
+        fixed by the seed and the epoch, and a resumed run skips the batches its epoch has used already."""
+        epoch, done = divmod(step, len(self.loader))
+        while True:
+            self.loader.set_epoch(epoch)
+            yield from self.accelerator.skip_first_batches(self.loader, done) if done else self.loader
+            epoch, done = epoch + 1, 0
+
+    def save_checkpoint(self, step: int) -> Path:
+        """Everything ``--resume`` needs at ``step``: the trainable weights of policy and value model (the adapters,
+        with LoRA), optimizer, scheduler, every process's RNG states, the step and the data position. Written to
+        a staging folder, renamed to ``checkpoint-STEP`` when whole; only the ``save_total_limit`` newest kept."""
+        accelerator = self.accelerator
+        staging = self.output_dir / ".checkpoint-staging"
+        target = self.output_dir / f"checkpoint-{step}"
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            shutil.rmtree(staging, ignore_errors=True)  # left by a run that died while saving
+            staging.mkdir(parents=True)
+        accelerator.wait_for_everyone()
+        torch.save(rng_states(), staging / f"rng_state_{accelerator.process_index}.pt")
+        if accelerator.is_main_process:
+            for model, name in ((self.policy, "policy"), (self.value_model, "value_model")):
+                save_file(trainable_weights(accelerator.unwrap_model(model)), staging / f"{name}.safetensors")
+            torch.save(self.optimizer.state_dict(), staging / "optimizer.pt")
+            torch.save(self.scheduler.state_dict(), staging / "scheduler.pt")
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            epoch, batches = divmod(step, len(self.loader))
+            state = {"step": step, "epoch": epoch, "batches_in_epoch": batches, "world_size": accelerator.num_processes}
+            (staging / CHECKPOINT_STATE).write_text(json.dumps(state, indent=2) + "\n")
+            shutil.rmtree(target, ignore_errors=True)  # an incomplete folder of that name, from an earlier attempt
+            staging.rename(target)
+            if self.cfg.save_total_limit:
+                for old in complete_checkpoints(self.output_dir)[: -self.cfg.save_total_limit]:
+                    shutil.rmtree(old)
+            logger.info("checkpoint saved: %s", target)
+        accelerator.wait_for_everyone()
+        return target
+
+    def load_checkpoint(self, checkpoint: Path) -> int:
+        """Restore what ``save_checkpoint`` wrote and return its step; the data position follows from the step."""
+        accelerator = self.accelerator
+        state = json.loads((checkpoint / CHECKPOINT_STATE).read_text())
+        if accelerator.is_main_process:
+            logger.info("resuming from %s", checkpoint)
+        for model, name in ((self.policy, "policy"), (self.value_model, "value_model")):
+            load_trainable_weights(accelerator.unwrap_model(model), checkpoint / f"{name}.safetensors")
+        self.optimizer.load_state_dict(torch.load(checkpoint / "optimizer.pt", map_location="cpu", weights_only=True))
+        self.scheduler.load_state_dict(torch.load(checkpoint / "scheduler.pt", weights_only=True))
+        if state["world_size"] != accelerator.num_processes:
+            logger.warning(
+                "%s was written by %d processes and this run has %d: sampling and data order will differ from an "
+                "uninterrupted run",
+                checkpoint,
+                state["world_size"],
+                accelerator.num_processes,
+            )
+        rng = checkpoint / f"rng_state_{accelerator.process_index}.pt"
+        if rng.exists():  # a process added since has none: it keeps the seed's
+            set_rng_states(torch.load(rng, weights_only=True))
+        return state["step"]
 
     def gather_stats(self, rollout: Rollout, history: list[dict]) -> dict[str, float]:
         """Rollout and update statistics, averaged over minibatches and processes."""
@@ -410,6 +533,67 @@ class Trackers:
     def close(self) -> None:
         if self.writer:
             self.writer.close()
+
+
+class EpochShuffle(torch.utils.data.Sampler):
+    """The dataset's indices in an order fixed by the seed and the epoch (set by accelerate's loader at each pass),
+    so that a resumed run sees the prompts an uninterrupted one would, and every process draws the same order."""
+
+    def __init__(self, size: int, seed: int):
+        self.size, self.seed, self.epoch = size, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        return iter(torch.randperm(self.size, generator=generator).tolist())
+
+    def __len__(self) -> int:
+        return self.size
+
+
+def trainable_weights(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The parameters that training changes (with LoRA: the adapters and the value model's head)."""
+    return {name: p.detach().contiguous().cpu() for name, p in model.named_parameters() if p.requires_grad}
+
+
+def load_trainable_weights(model: nn.Module, path: Path) -> None:
+    saved = load_file(path)
+    parameters = {name: p for name, p in model.named_parameters() if p.requires_grad}
+    if saved.keys() != parameters.keys():
+        raise LlmrlError(
+            f"{path} does not match this run's model ({len(saved)} saved tensors, {len(parameters)} trainable "
+            "parameters): resume with the model and LoRA settings of the run that wrote it"
+        )
+    with torch.no_grad():
+        for name, parameter in parameters.items():
+            parameter.copy_(saved[name])
+
+
+def rng_states() -> dict:
+    """This process's random states (Python, NumPy, torch, CUDA) as tensors and numbers: they load with
+    ``weights_only=True``, so a checkpoint never runs pickled code."""
+    version, internal, gauss = random.getstate()
+    kind, keys, position, has_gauss, cached_gauss = np.random.get_state()
+    states = {
+        "python": [version, torch.tensor(internal, dtype=torch.int64), gauss],
+        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), int(position), int(has_gauss), float(cached_gauss)],
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state()
+    return states
+
+
+def set_rng_states(states: dict) -> None:
+    version, internal, gauss = states["python"]
+    random.setstate((version, tuple(internal.tolist()), gauss))
+    kind, keys, position, has_gauss, cached_gauss = states["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), position, has_gauss, cached_gauss))
+    torch.set_rng_state(states["torch"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state(states["cuda"])
 
 
 def cut_after_eos(response_ids: torch.Tensor, tokenizer) -> tuple[torch.Tensor, torch.Tensor]:

@@ -8,6 +8,7 @@ knows (``llmrl data inspect --method sft``) works; plain ``text`` data is traine
 """
 
 import logging
+import sys
 from pathlib import Path
 
 from trl import SFTConfig, SFTTrainer
@@ -44,6 +45,8 @@ def build_trainer(cfg: TrainingConfig) -> SFTTrainer:
         )
         assistant_only_loss = False
 
+    model = load_model(cfg)
+    padding_free = cfg.sft.padding_free if cfg.sft.padding_free is not None else reads_packed_positions(model)
     args = trl_config(
         cfg,
         SFTConfig,
@@ -53,14 +56,29 @@ def build_trainer(cfg: TrainingConfig) -> SFTTrainer:
         chat_template_path=cfg.sft.chat_template_path,
         dataset_num_proc=1,
     )
-    return SFTTrainer(
-        model=load_model(cfg),
+    trainer = SFTTrainer(
+        model=model,
         args=args,
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,
         processing_class=tokenizer,
         peft_config=peft_config(cfg),
     )
+    if padding_free and not cfg.sft.packing:  # (packing turns it on in TRL already)
+        # TRL refuses padding_free=True without packing in case the data is not truncated to max_length, but it
+        # truncates every example while preparing the data; so switch its collator over once that is done
+        trainer.padding_free = trainer.data_collator.padding_free = True
+    return trainer
+
+
+def reads_packed_positions(model) -> bool:
+    """Whether the model keeps examples apart when a batch is one row of concatenated examples told apart
+    by their position ids: flash attention does, and so does every model that builds its attention mask
+    with transformers' masking utilities. Then padding-free batching is exact and spends nothing on padding."""
+    if "flash" in (model.config._attn_implementation or ""):
+        return True
+    module = sys.modules.get(type(model).__module__)
+    return module is not None and hasattr(module, "create_causal_mask")
 
 
 def can_mask_assistant_turns(tokenizer) -> bool:

@@ -1,0 +1,304 @@
+"""Bad input through the real command line (issue 12): each case exits non-zero with one clear line.
+
+Every case runs ``llmrl`` in-process and asserts: a non-zero exit without an uncaught exception, exactly one
+``error: ...`` line on stderr, naming what is wrong, as the last thing printed there; no traceback; and
+nothing half-written: the output folder does not exist afterwards, or the earlier run in it is unchanged.
+Arguments and expected words are templates: ``{tmp}`` the test's folder (input files written by
+``bad_inputs``), ``{out}`` the output folder, ``{tiny}`` the built-in tiny causal LM, ``{port}`` a closed port;
+a tuple of words asks for any one of them.
+Out-of-memory is simulated (a GPU run cannot be asked to fail reliably), in its own test below.
+"""
+
+import json
+import socket
+import traceback
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from llmrl.cli import app
+from llmrl.errors import LlmrlError
+
+runner = CliRunner()
+TRAIN = ["train", "--model", "builtin:tiny", "--output-dir", "{out}", "--max-steps", "1"]
+SFT = [*TRAIN, "--dataset", "builtin:sft"]
+RLOO = [*TRAIN, "--method", "rloo", "--dataset", "builtin:prompts"]
+GRPO = [*TRAIN, "--method", "grpo", "--dataset", "builtin:prompts"]
+EVAL = [
+    "eval",
+    "--model",
+    "builtin:tiny",
+    "--reference",
+    "builtin:tiny",
+    "--dataset",
+    "builtin:prompts",
+    "--num-prompts",
+    "2",
+    "--max-new-tokens",
+    "4",
+    "--batch-size",
+    "2",
+    "--output-dir",
+    "{out}",
+]
+CLOSED_URL = "http://127.0.0.1:{port}/v1"
+API = ["--set", "api.model=judge", "--set", "api.max_retries=0", "--set", "api.timeout=5"]
+MISSING_KEY = "LLMRL_TEST_UNSET_API_KEY"
+
+
+def case(args, words, id, *marks, existing=False, cpu_only=False):
+    """One row of the table. ``existing``: the output folder holds a finished run and --overwrite is passed;
+    ``cpu_only``: the option is bad input only on a machine without a CUDA GPU (skipped on one)."""
+    return pytest.param(args, words, existing, cpu_only, id=id, marks=marks)
+
+
+CASES = [
+    # configuration
+    case(["train", "--config", "{tmp}/bad.yaml"], ["bad.yaml", "not valid YAML", "line 3"], "malformed-yaml"),
+    case(
+        [*SFT, "--set", "learning_rat=1e-5"],
+        ["unknown config key 'learning_rat'", "did you mean 'learning_rate'"],
+        "unknown-key-flag",
+    ),
+    case(
+        [*SFT, "--config", "{tmp}/typo.yaml"],
+        ["unknown config key 'lora.alpah'", "did you mean 'lora.alpha'"],
+        "unknown-key-yaml",
+    ),
+    case([*SFT, "--set", "learning_rate=-1e-5"], ["learning_rate", "-1e-05", "> 0"], "negative-learning-rate"),
+    case(
+        [*SFT, "--set", "per_device_train_batch_size=0"],
+        ["per_device_train_batch_size", "0", "> 0"],
+        "zero-batch-size",
+    ),
+    case([*SFT, "--set", "max_length=4"], ["max_length", "prompt"], "max-length-below-prompt-limit"),
+    case(
+        [*SFT, "--set", "max_length=4"],
+        ["max_length", "prompt"],
+        "max-length-below-prompt-limit-existing-run",
+        existing=True,
+    ),
+    # the model
+    case([*SFT, "--model", "{tmp}/no-such-model"], ["model folder not found", "no-such-model"], "model-path-missing"),
+    case(
+        [*SFT, "--model", "{tmp}/not-a-model"],
+        ["not-a-model", ("not a model", "no model", "config.json")],
+        "model-folder-not-a-model",
+    ),
+    case(
+        [*SFT, "--model", "{tmp}/not-a-model"],
+        ["not-a-model", "model"],
+        "model-folder-not-a-model-existing-run",
+        existing=True,
+    ),
+    # the dataset
+    case([*TRAIN, "--dataset", "{tmp}/missing.jsonl"], ["not found", "missing.jsonl"], "dataset-missing"),
+    case(
+        [*TRAIN, "--dataset", "{tmp}/bad.jsonl"],
+        ["bad.jsonl", "line 2", "not valid JSON"],
+        "dataset-malformed",
+    ),
+    case(
+        [*TRAIN, "--dataset", "{tmp}/bad.jsonl"],
+        ["bad.jsonl", "line 2", "not valid JSON"],
+        "dataset-malformed-existing-run",
+        existing=True,
+    ),
+    case(
+        [*TRAIN, "--dataset", "{tmp}/blank.jsonl"],
+        ["blank.jsonl", ("empty", "no rows")],
+        "dataset-empty",
+    ),
+    case(
+        [*TRAIN, "--dataset", "{tmp}/odd_columns.jsonl"],
+        ["no sft schema matches", "colour", "shape", "messages", "data.columns"],
+        "columns-match-no-schema",
+    ),
+    case(
+        [*TRAIN, "--dataset", "{tmp}/odd_columns.jsonl"],
+        ["no sft schema matches", "colour", "shape", "data.columns"],
+        "columns-match-no-schema-existing-run",
+        existing=True,
+    ),
+    # rewards and judges
+    case(
+        [*RLOO, "--set", "rewards=[reward_model:{tiny}]"],
+        ["{tiny}", "not a reward model", "LlamaForCausalLM", "--method reward"],
+        "rloo-reward-model-is-a-causal-lm",
+    ),
+    case(
+        [*RLOO, "--set", "rewards=[reward_model:{tiny}]"],
+        ["{tiny}", "not a reward model", "LlamaForCausalLM"],
+        "rloo-reward-model-is-a-causal-lm-existing-run",
+        existing=True,
+    ),
+    case(
+        [*EVAL, "--judge", "reward_model:{tiny}"],
+        ["{tiny}", "not a reward model", "LlamaForCausalLM"],
+        "eval-judge-is-a-causal-lm",
+    ),
+    case(
+        [*EVAL, "--judge", f"api:{CLOSED_URL}", *API, "--set", "api.key_env=null"],
+        ["no answer", "127.0.0.1:{port}"],
+        "eval-judge-url-does-not-answer",
+    ),
+    case(
+        [*EVAL, "--judge", f"api:{CLOSED_URL}", *API, "--set", "api.key_env=null"],
+        ["no answer", "127.0.0.1:{port}"],
+        "eval-judge-url-does-not-answer-existing-results",
+        existing=True,
+    ),
+    case(
+        [*GRPO, "--set", f"rewards=[api:{CLOSED_URL}]", *API, "--set", "api.key_env=null"],
+        ["no answer", "127.0.0.1:{port}"],
+        "grpo-reward-url-does-not-answer",
+    ),
+    case(
+        [*EVAL, "--judge", f"api:{CLOSED_URL}", *API, "--set", f"api.key_env={MISSING_KEY}"],
+        ["API key", MISSING_KEY],
+        "eval-api-key-missing",
+    ),
+    case(
+        [*GRPO, "--set", f"rewards=[api:{CLOSED_URL}]", *API, "--set", f"api.key_env={MISSING_KEY}"],
+        ["API key", MISSING_KEY],
+        "grpo-api-key-missing",
+    ),
+    # options that need a CUDA GPU
+    case([*SFT, "--set", "precision=fp16"], ["precision=fp16", "CUDA"], "fp16-on-cpu", cpu_only=True),
+    case(
+        [*SFT, "--set", "fp16=true"],
+        ["unknown config key 'fp16'", "precision"],
+        "trl-fp16-key",
+    ),
+    case(
+        [*SFT, "--set", "lora.enabled=true", "--set", "lora.quantize=4bit"],
+        ["lora.quantize=4bit", "CUDA"],
+        "qlora-on-cpu",
+        cpu_only=True,
+    ),
+    case(
+        [*GRPO, "--set", "rewards=[accuracy]", "--set", "rl.use_vllm=true"],
+        ["rl.use_vllm", "CUDA"],
+        "vllm-on-cpu",
+        cpu_only=True,
+    ),
+]
+
+
+@pytest.fixture
+def bad_inputs(tmp_path, monkeypatch) -> dict[str, str]:
+    """The input files the cases name, and the values of the templates' placeholders."""
+    monkeypatch.delenv(MISSING_KEY, raising=False)
+    (tmp_path / "bad.yaml").write_text("model: builtin:tiny\ndataset: builtin:sft\n  max_steps: 3\n")
+    (tmp_path / "typo.yaml").write_text("lora:\n  alpah: 8\n")
+    good = {"messages": [{"role": "user", "content": "1+1?"}, {"role": "assistant", "content": "2"}]}
+    (tmp_path / "bad.jsonl").write_text(json.dumps(good) + '\n{"messages": [}\n')
+    (tmp_path / "blank.jsonl").write_text("")
+    (tmp_path / "odd_columns.jsonl").write_text(json.dumps({"colour": "red", "shape": "round"}) + "\n")
+    (tmp_path / "not-a-model").mkdir()
+    (tmp_path / "not-a-model" / "notes.txt").write_text("not a model\n")
+    with socket.socket() as s:  # a port nothing listens on once the socket is closed
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return {"tmp": str(tmp_path), "out": str(tmp_path / "out"), "port": str(port)}
+
+
+def fill(templates: list, values: dict[str, str]) -> list:
+    """The templates with their placeholders filled in; a tuple (words of which any one will do) stays one."""
+    return [
+        tuple(t.format(**values) for t in template) if isinstance(template, tuple) else template.format(**values)
+        for template in templates
+    ]
+
+
+def write_existing_run(out: Path, eval_command: bool) -> None:
+    """A finished run (or eval results) that a failing --overwrite run must leave exactly as it was."""
+    out.mkdir()
+    if eval_command:
+        (out / "results.json").write_text('{"win_rate": {"mean": 0.5}}\n')
+        (out / "samples.jsonl").write_text('{"prompt": "earlier"}\n')
+        return
+    (out / "final").mkdir()
+    (out / "final" / "model.safetensors").write_bytes(b"earlier weights")
+    (out / "run_info.json").write_text('{"status": "completed"}\n')
+    (out / "metrics.jsonl").write_text('{"step": 1, "loss": 1.0}\n')
+    (out / "notes.txt").write_text("the user's own file\n")
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` (hidden ones included) and its bytes; folders as empty entries."""
+    return {str(p.relative_to(folder)): p.read_bytes() if p.is_file() else b"" for p in sorted(folder.rglob("*"))}
+
+
+def assert_one_clear_line(result, words: list) -> str:
+    """The command failed through llmrl's error path with exactly one ``error:`` line naming ``words``."""
+    assert isinstance(result.exception, SystemExit), f"uncaught {result.exception!r}\n{result.output}"
+    assert result.exit_code != 0, result.output
+    assert "Traceback" not in result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("error:")]
+    assert len(errors) == 1, result.stderr
+    assert lines[-1] == errors[0], f"more was printed after the error line:\n{result.stderr}"
+    for word in words:
+        choices = word if isinstance(word, tuple) else (word,)
+        assert any(choice in errors[0] for choice in choices), f"{word!r} not in {errors[0]!r}"
+    return errors[0]
+
+
+@pytest.mark.parametrize("args, words, existing, cpu_only", CASES)
+def test_bad_input_is_one_clear_line_and_nothing_written(args, words, existing, cpu_only, bad_inputs, tiny_model_path):
+    if cpu_only:
+        import torch
+
+        if torch.cuda.is_available():
+            pytest.skip("a CUDA GPU honours this option")
+    values = {**bad_inputs, "tiny": str(tiny_model_path)}
+    out = Path(values["out"])
+    argv = fill(args, values)
+    if existing:
+        write_existing_run(out, eval_command=argv[0] == "eval")
+        argv.append("--overwrite")
+    before = snapshot(out) if existing else None
+
+    result = runner.invoke(app, argv)
+
+    assert_one_clear_line(result, fill(words, values))
+    if existing:
+        assert snapshot(out) == before, "the earlier run in the output folder was changed"
+    else:
+        assert not out.exists(), f"left behind: {sorted(snapshot(out))}"
+
+
+def test_out_of_memory_suggests_what_to_change(bad_inputs, monkeypatch):
+    """Out-of-memory during a step (simulated: a GPU is not needed to raise torch's error) names the remedies."""
+    import torch
+    import transformers
+
+    def out_of_memory(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    monkeypatch.setattr(transformers.Trainer, "training_step", out_of_memory)
+    out = Path(bad_inputs["out"])
+
+    result = runner.invoke(app, fill(SFT, bad_inputs))
+
+    line = assert_one_clear_line(result, ["out of memory"])
+    for remedy in ("per_device_train_batch_size", "gradient_checkpointing", "lora"):
+        assert remedy in line, f"{remedy!r} not suggested in {line!r}"
+    assert not out.exists(), f"left behind: {sorted(snapshot(out))}"
+
+
+def test_debug_shows_the_traceback(bad_inputs):
+    """With --debug the error escapes with its traceback instead of the one line; still nothing is left behind."""
+    out = Path(bad_inputs["out"])
+
+    result = runner.invoke(app, ["--debug", *fill([*TRAIN, "--dataset", "{tmp}/bad.jsonl"], bad_inputs)])
+
+    assert result.exit_code != 0
+    assert isinstance(result.exception, LlmrlError), result.output
+    assert "line 2 is not valid JSON" in str(result.exception)
+    shown = "".join(traceback.format_exception(*result.exc_info))
+    assert shown.startswith("Traceback") and "llmrl/data/sources.py" in shown
+    assert "error:" not in result.stderr
+    assert not out.exists(), f"left behind: {sorted(snapshot(out))}"
