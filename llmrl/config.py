@@ -293,6 +293,7 @@ class TrainingConfig:
     # run Python code shipped with a model: true for the run's `model`, or a list naming the models to trust
     trust_remote_code: bool | list[str] = False
     attn_implementation: str | None = None  # sdpa, eager, flash_attention_2 (None: flash-attn on CUDA if installed)
+    group_by_length: bool = True  # reward, DPO: batches of similar-length pairs (TRL pads them; this halves it)
     use_liger_kernel: bool | None = None  # Liger's fused kernels (None: on for CUDA when liger-kernel is installed)
     data: DataConfig = field(default_factory=DataConfig)
     lora: LoraConfig = field(default_factory=LoraConfig)

@@ -270,6 +270,16 @@ def append_metrics(path: Path, record: dict) -> None:
     metrics_logger.info("step %d: %s", record["step"], shown)
 
 
+def group_by_length(trainer, lengths: list[int]) -> None:
+    """Draw batches of examples of similar length (``lengths``: one per training row), so that padding to the
+    longest in the batch wastes little: for preference data, which TRL cannot batch padding-free. Batches stay
+    random: transformers' LengthGroupedSampler sorts by length only within random groups of 50 batches."""
+    from transformers.trainer_pt_utils import LengthGroupedSampler
+
+    size = trainer.args.train_batch_size * trainer.args.gradient_accumulation_steps
+    trainer._get_train_sampler = lambda dataset=None: LengthGroupedSampler(size, lengths=lengths)
+
+
 class MetricsFileCallback(TrainerCallback):
     """Appends every logged dict to ``metrics.jsonl`` (with ``step``) and a readable line to the run log."""
 

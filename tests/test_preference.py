@@ -261,3 +261,22 @@ def test_qlora_on_cpu_is_a_clear_error_before_anything_is_written(tmp_path, toy_
     assert result.exit_code == 2
     assert "error: lora.quantize=4bit (QLoRA) needs a CUDA GPU, and this machine has cpu only" in result.output
     assert not out.exists()
+
+
+@pytest.mark.parametrize("method", ["dpo", "reward"])
+def test_pairs_are_batched_by_length_with_less_padding(method):
+    """Preference batches are padded to their longest pair; grouping pairs of similar length pads less than
+    half as much, and an epoch still draws every pair once."""
+    import importlib
+
+    module = importlib.import_module(f"llmrl.methods.{method}")
+    padding, drawn = {}, {}
+    for grouped in (True, False):
+        sets = [f"method={method}", "model=builtin:tiny", "dataset=builtin:preference", "output_dir=out"]
+        trainer = module.build_trainer(load_config(sets=[*sets, f"group_by_length={grouped}"]))
+        batches = list(trainer.get_train_dataloader())
+        masks = [b["attention_mask"] for b in batches]
+        padding[grouped] = 1 - sum(int(m.sum()) for m in masks) / sum(m.numel() for m in masks)
+        drawn[grouped] = sum(m.shape[0] for m in masks)
+    assert padding[True] < padding[False] / 2, padding
+    assert drawn[True] == drawn[False] == 2 * len(trainer.train_dataset)  # chosen and rejected of every pair

@@ -14,7 +14,7 @@ from trl import DPOConfig, DPOTrainer
 
 from llmrl.config import TrainingConfig
 from llmrl.data import prepare_train_eval
-from llmrl.training import load_model, load_tokenizer, peft_config, train_and_save, trl_config
+from llmrl.training import group_by_length, load_model, load_tokenizer, peft_config, train_and_save, trl_config
 
 
 def train(cfg: TrainingConfig) -> Path:
@@ -34,7 +34,7 @@ def build_trainer(cfg: TrainingConfig) -> DPOTrainer:
         precompute_ref_log_probs=cfg.dpo.precompute_ref_log_probs,
         dataset_num_proc=1,
     )
-    return DPOTrainer(
+    trainer = DPOTrainer(
         model=load_model(cfg),
         args=args,
         train_dataset=train_dataset,
@@ -42,3 +42,8 @@ def build_trainer(cfg: TrainingConfig) -> DPOTrainer:
         processing_class=tokenizer,
         peft_config=peft_config(cfg),
     )
+    if cfg.group_by_length:  # a pair is padded to the longest prompt + answer of its batch
+        rows = trainer.train_dataset
+        pairs = zip(rows["prompt_ids"], rows["chosen_ids"], rows["rejected_ids"], strict=True)
+        group_by_length(trainer, [len(p) + max(len(c), len(r)) for p, c, r in pairs])
+    return trainer

@@ -15,7 +15,7 @@ from trl import RewardConfig, RewardTrainer
 
 from llmrl.config import TrainingConfig
 from llmrl.data import prepare_train_eval
-from llmrl.training import load_model, load_tokenizer, peft_config, train_and_save, trl_config
+from llmrl.training import group_by_length, load_model, load_tokenizer, peft_config, train_and_save, trl_config
 
 DEFAULT_EVAL_FRACTION = 0.1
 
@@ -36,7 +36,7 @@ def build_trainer(cfg: TrainingConfig) -> RewardTrainer:
     )
     model = load_model(cfg, AutoModelForSequenceClassification, num_labels=1)
     model.config.pad_token_id = tokenizer.pad_token_id  # the score is read at the last non-padding token
-    return RewardTrainer(
+    trainer = RewardTrainer(
         model=model,
         args=args,
         train_dataset=train_dataset,
@@ -44,3 +44,7 @@ def build_trainer(cfg: TrainingConfig) -> RewardTrainer:
         processing_class=tokenizer,
         peft_config=peft_config(cfg, task_type="SEQ_CLS"),
     )
+    if cfg.group_by_length:  # chosen and rejected are padded to the longest of the batch
+        pairs = zip(trainer.train_dataset["chosen_ids"], trainer.train_dataset["rejected_ids"], strict=True)
+        group_by_length(trainer, [max(len(c), len(r)) for c, r in pairs])
+    return trainer
