@@ -271,15 +271,20 @@ def stage_finished(stage_dir: Path, stage: str) -> bool:
 
 
 class _Tee:
+    """A stream that also writes into ``copy`` while the copy is open. A logging handler set up during a stage
+    keeps the stage's tee after the stage ends: it then writes to the stream alone."""
+
     def __init__(self, stream, copy):
         self.stream, self.copy = stream, copy
 
     def write(self, text):
-        self.copy.write(text)
+        if not self.copy.closed:
+            self.copy.write(text)
         return self.stream.write(text)
 
     def flush(self):
-        self.copy.flush()
+        if not self.copy.closed:
+            self.copy.flush()
         self.stream.flush()
 
     def __getattr__(self, name):

@@ -396,8 +396,9 @@ def train_and_save(trainer, cfg: TrainingConfig) -> Path:
 
 
 class ShardRecord:
-    """Wraps a collate function to note what this process trained on: the number of examples and a short
-    fingerprint of the first few, so that ``ranks.json`` shows each process got its own shard of the data."""
+    """Wraps a collate function to note what this process was given: the number of examples it collated
+    (training and, when there is one, evaluation data) and a short fingerprint of the first few training
+    examples, so that ``ranks.json`` shows each process got its own shard of the data."""
 
     SHOWN = 8
 
