@@ -64,18 +64,42 @@ def test_a_run_killed_with_sigkill_resumes_to_the_same_end(tmp_path, chat_jsonl)
 
 
 @pytest.mark.slow
-def test_sigterm_saves_a_checkpoint_and_exits_with_how_to_resume(tmp_path, chat_jsonl):
+@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_saves_a_checkpoint_and_exits_with_how_to_resume(tmp_path, chat_jsonl, sig, code):
+    """SIGTERM (a scheduler) or SIGINT (Ctrl-C): checkpoint at the step reached, one line, exit 128 + signal."""
     out = tmp_path / "run"
     process = start_run(chat_jsonl, out, max_steps=400)
     wait_for_checkpoint(process, out)
-    process.send_signal(signal.SIGTERM)
+    process.send_signal(sig)
     _, stderr = process.communicate(timeout=300)
-    assert process.returncode == 143
+    assert process.returncode == code
     last = stderr.strip().splitlines()[-1]
-    assert last.startswith("error: stopped by SIGTERM: checkpoint saved to ") and "--resume" in last
+    assert last.startswith(f"error: stopped by {sig.name}: checkpoint saved to ") and "--resume" in last
     assert str(complete_checkpoints(out)[-1]) in last  # saved at the step it stopped, not only every save_steps
     assert json.loads((out / "run_info.json").read_text())["status"] == "interrupted"
     assert not (out / "final").exists()
+
+
+def test_a_save_that_fails_midway_leaves_the_earlier_final_model_whole(tmp_path, chat_jsonl, monkeypatch):
+    """final/ is written into a staging folder and renamed when complete: a crash while writing the new model
+    (here the disk fills after the first file) leaves the earlier run's final/ as it was."""
+    from llmrl.methods.sft import build_trainer
+    from llmrl.training import save_final
+
+    out = tmp_path / "run"
+    earlier = run_training(sft_config(chat_jsonl, out, 2))
+    before = {p.name: p.read_bytes() for p in earlier.iterdir()}
+    trainer = build_trainer(sft_config(chat_jsonl, out, 2))
+
+    def save_model(folder):
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        (Path(folder) / "model.safetensors").write_bytes(b"half a model")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(trainer, "save_model", save_model)
+    with pytest.raises(OSError, match="No space left"):
+        save_final(trainer, out)
+    assert {p.name: p.read_bytes() for p in earlier.iterdir()} == before
 
 
 def test_resume_never_uses_a_half_written_checkpoint(tmp_path, chat_jsonl):
