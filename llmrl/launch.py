@@ -40,6 +40,8 @@ class Launch:
             raise LlmrlError(f"unknown --launcher '{self.launcher}'; launchers: {', '.join(LAUNCHERS)}")
         if self.launcher == "local" and (self.num_processes is not None or self.accelerate_config):
             self.launcher = "accelerate"  # --num-processes N is the shortcut for accelerate launch
+        if self.launcher == "accelerate" and self.num_processes is None and not self.accelerate_config:
+            raise LlmrlError("--launcher accelerate needs --num-processes N or --accelerate-config FILE")
         if self.launcher != "ray" and (self.ray_address or self.use_gpu):
             raise LlmrlError("--ray-address and --use-gpu go with --launcher ray")
         if self.launcher == "ray" and (self.num_processes is not None or self.accelerate_config):

@@ -130,6 +130,7 @@ def test_pipeline_stages_on_a_local_ray_cluster(tmp_path, ray_cluster):
         (["--num-processes", "0"], "invalid --num-processes: 0 (expected 1 or more)"),
         (["--launcher", "ray", "--num-processes", "2"], "--launcher ray takes --num-workers"),
         (["--use-gpu"], "--ray-address and --use-gpu go with --launcher ray"),
+        (["--launcher", "accelerate"], "--launcher accelerate needs --num-processes N or --accelerate-config FILE"),
         (["--accelerate-config", "nowhere.yaml"], "accelerate config not found: nowhere.yaml"),
         (["--launcher", "ray", "--ray-address", "head"], "invalid --ray-address 'head' (expected HOST:PORT"),
         (["--launcher", "ray", "--ray-address", "127.0.0.1:1"], "could not reach the Ray cluster at 127.0.0.1:1"),
