@@ -4,6 +4,7 @@ A cluster scheduler sends SIGTERM before it kills a job, and Ctrl-C sends SIGINT
 what it has learned. A second signal stops at once (Python's default behaviour is restored after the first).
 """
 
+import contextlib
 import signal
 import threading
 
@@ -23,27 +24,22 @@ class TrainingInterrupted(LlmrlError):
         super().__init__(f"stopped by {signal_name}: {saved}; continue with: {resume_hint}")
 
 
+@contextlib.contextmanager
 def forward_sigterm(process):
     """While ``process`` runs: pass SIGTERM on to it (a scheduler signals the process it started), and leave
     Ctrl-C to it (a terminal sends SIGINT to every process of the job already)."""
-    import contextlib
-
-    @contextlib.contextmanager
-    def forwarding():
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-        previous = {
-            signal.SIGTERM: signal.signal(signal.SIGTERM, lambda signum, frame: process.send_signal(signum)),
-            signal.SIGINT: signal.signal(signal.SIGINT, signal.SIG_IGN),
-        }
-        try:
-            yield
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-
-    return forwarding()
+    if threading.current_thread() is not threading.main_thread():  # handlers can only be set there
+        yield
+        return
+    previous = {
+        signal.SIGTERM: signal.signal(signal.SIGTERM, lambda signum, frame: process.send_signal(signum)),
+        signal.SIGINT: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    }
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 class StopOnSignal:

@@ -16,7 +16,7 @@ from pathlib import Path
 from llmrl.config import TrainingConfig, from_dict
 from llmrl.errors import LlmrlError, first_line
 from llmrl.interrupt import EXIT_CODES, TrainingInterrupted, forward_sigterm
-from llmrl.runner import complete_checkpoints
+from llmrl.runner import check_inputs, complete_checkpoints, resolve_output_dir, run_training
 
 LAUNCHERS = ("local", "accelerate", "ray")
 # environment variables a Ray worker needs from the driver (a remote node does not inherit them)
@@ -58,8 +58,6 @@ class Launch:
 
 def launch(cfg: TrainingConfig, how: Launch, debug: bool = False) -> Path:
     """Train ``cfg`` as ``how`` says and return the path of the saved ``final/`` model."""
-    from llmrl.runner import run_training
-
     if how.launcher == "local" or (how.launcher == "accelerate" and how.num_processes == 1):
         return run_training(cfg)
     prepare_launch(cfg)
@@ -76,8 +74,6 @@ def launch(cfg: TrainingConfig, how: Launch, debug: bool = False) -> Path:
 def prepare_launch(cfg: TrainingConfig) -> None:
     """Check the inputs and the output folder before any process starts, and give every process the same
     absolute output folder (each would otherwise time-stamp, or resolve a relative path, on its own)."""
-    from llmrl.runner import check_inputs, resolve_output_dir
-
     check_inputs(cfg)
     cfg.output_dir = str(resolve_output_dir(cfg).resolve())
 
@@ -159,8 +155,6 @@ def check_reachable(address: str, timeout: float = 10.0) -> None:
 
 def ray_worker(loop_config: dict) -> None:
     """One Ray Train worker: RANK, WORLD_SIZE and the process group are set by Ray before this runs."""
-    from llmrl.runner import run_training
-
     if os.path.isdir(loop_config["cwd"]):  # relative paths in the config mean what they meant to the driver
         os.chdir(loop_config["cwd"])
     run_training(from_dict(TrainingConfig, loop_config["config"]))
