@@ -391,3 +391,18 @@ def test_sigterm_saves_a_checkpoint_and_exits_143(tmp_path):
 
     run_training(ppo_config(tmp_path, *sets, f"output_dir={out}", resume=True))
     assert logged_steps(out) == [1, 2, 3, 4]
+
+
+def test_nan_gradients_stop_ppo_before_the_update_or_are_skipped(tmp_path, caplog):
+    """A learning rate of 1e30 blows the weights up at the first update; the next minibatch's gradients are
+    NaN. ``stop`` raises before applying them, naming the step; ``skip`` leaves those weights alone."""
+    from llmrl.errors import LlmrlError
+
+    with pytest.raises(LlmrlError, match=r"NaN or inf gradients at step 1: training stopped before the update"):
+        run_training(ppo_config(tmp_path, "max_steps=2", "learning_rate=1e30", "per_device_train_batch_size=8"))
+    assert not (tmp_path / "ppo" / "final").exists()
+    sets = ["max_steps=1", "learning_rate=1e30", "per_device_train_batch_size=8", "on_nonfinite=skip"]
+    final = run_training(ppo_config(tmp_path, *sets, "ppo.ppo_epochs=3"))
+    assert "step 1: NaN or inf gradients, minibatch skipped (1 so far)" in caplog.text
+    weights = load_file(final / "model.safetensors")
+    assert all(torch.isfinite(w).all() for w in weights.values())
