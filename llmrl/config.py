@@ -286,7 +286,7 @@ class TrainingConfig:
     save_total_limit: int | None = 2  # checkpoints kept on disk (None: all)
     eval_steps: int | None = None  # None: same as logging_steps
     precision: str = "auto"  # auto: bf16 on a GPU that supports it, fp32 on CPU
-    gradient_checkpointing: bool | None = None  # None: on for CUDA, off on CPU
+    gradient_checkpointing: bool | None = None  # None: on CUDA when memory needs it (an estimate), off on CPU
     report_to: list[str] = field(default_factory=lambda: ["none"])  # none, tensorboard, wandb, trackio, neptune
     project: str | None = None  # tracker project (W&B, trackio); else $WANDB_PROJECT, else "llmrl"
     run_name: str | None = None  # name shown by trackers

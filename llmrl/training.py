@@ -5,6 +5,7 @@ Method modules call these in order (see ``llmrl/methods/sft.py``); the choices t
 """
 
 import dataclasses
+import functools
 import hashlib
 import importlib.util
 import json
@@ -93,8 +94,33 @@ def detect_hardware(cfg: TrainingConfig) -> Hardware:
     attention = cfg.attn_implementation
     if attention is None and device == "cuda" and importlib.util.find_spec("flash_attn") is not None:
         attention = "flash_attention_2"
-    checkpointing = cfg.gradient_checkpointing if cfg.gradient_checkpointing is not None else device == "cuda"
+    checkpointing = cfg.gradient_checkpointing
+    if checkpointing is None:
+        checkpointing = device == "cuda" and needs_checkpointing(cfg, torch.cuda.get_device_properties(0).total_memory)
     return Hardware(device, precision, checkpointing, attention, liger)
+
+
+def needs_checkpointing(cfg: TrainingConfig, gpu_bytes: int) -> bool:
+    """Whether training would not fit in ``gpu_bytes`` without gradient checkpointing (which costs about a
+    third more compute): a rough upper estimate of weights, gradients, AdamW state and the activations of one
+    micro-batch, from the model's config alone. When the config cannot be read, checkpointing stays on."""
+    shape = model_shape(cfg.model, cfg.trusts_code_of(cfg.model) if cfg.model else False)
+    if shape is None:
+        return True
+    hidden, layers, vocab, inner = shape
+    params = layers * (4 * hidden * hidden + 3 * hidden * inner) + 2 * vocab * hidden
+    weights = 2 * params  # bf16 / fp16
+    if cfg.lora.enabled:
+        states = weights / (4 if cfg.lora.quantize == "4bit" else 2 if cfg.lora.quantize == "8bit" else 1)
+    else:  # gradients, AdamW moments (fp32) and a frozen reference copy for preference and RL methods
+        states = weights * (1 + 1 + 4 + (1 if cfg.method in ("dpo", "kto", "grpo", "rloo", "ppo") else 0))
+    length = cfg.max_length if isinstance(cfg.max_length, int) else 1024
+    if cfg.method in ONLINE_METHODS:
+        length = min(length, 512) + cfg.rl.max_completion_length
+    pairs = 2 if cfg.method in ("reward", "dpo") else 1  # chosen and rejected in one forward pass
+    tokens = cfg.per_device_train_batch_size * pairs * length
+    activations = tokens * hidden * layers * 34 + tokens * vocab * 8  # per layer (bf16), then fp32 logits + grads
+    return states + activations > 0.8 * gpu_bytes
 
 
 def trl_config(cfg: TrainingConfig, config_cls, **method_args):
@@ -202,6 +228,19 @@ def _generation_eos_ids(cfg: TrainingConfig) -> list[int]:
     except OSError:
         return []
     return [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
+
+
+@functools.cache
+def model_shape(model: str | None, trust_remote_code: bool) -> tuple[int, int, int, int] | None:
+    """(hidden size, layers, vocabulary, MLP width) from a model's config, read once per process."""
+    from transformers import AutoConfig
+
+    try:
+        text = AutoConfig.from_pretrained(resolve_model(model), trust_remote_code=trust_remote_code).get_text_config()
+        inner = getattr(text, "intermediate_size", None) or 4 * text.hidden_size
+        return text.hidden_size, text.num_hidden_layers, text.vocab_size, inner
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def load_tokenizer(cfg: TrainingConfig):

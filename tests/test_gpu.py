@@ -17,7 +17,7 @@ def test_cuda_run_picks_bf16_and_releases_memory(tmp_path):
         sets=["model=builtin:small", "dataset=builtin:sft", "max_steps=3", f"output_dir={tmp_path / 'o'}"]
     )
     hardware = detect_hardware(cfg)
-    assert (hardware.device, hardware.gradient_checkpointing) == ("cuda", True)
+    assert (hardware.device, hardware.gradient_checkpointing) == ("cuda", False)  # 18M parameters fit easily
     assert hardware.precision == ("bf16" if torch.cuda.is_bf16_supported() else "fp16")
     run_training(cfg)
     assert torch.cuda.memory_allocated() < 16 * 2**20  # the trainer, model and optimizer state are gone

@@ -1,6 +1,7 @@
 """TrainingConfig -> TRL config: the hardware choices made in one place, and the shared fields carried over."""
 
 import warnings
+from types import SimpleNamespace
 
 import pytest
 from trl import SFTConfig
@@ -83,11 +84,34 @@ def test_cuda_machine_gets_bf16_flash_attention_and_liger_when_installed(monkeyp
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda index: SimpleNamespace(total_memory=80 * 2**30))
     find_spec = importlib.util.find_spec
     extras = ("liger_kernel", "flash_attn")
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: object() if name in extras else find_spec(name))
     hardware = detect_hardware(load_config())
     assert (hardware.precision, hardware.attn_implementation, hardware.liger) == ("bf16", "flash_attention_2", True)
-    assert hardware.gradient_checkpointing
+    assert hardware.gradient_checkpointing  # no model named: its size is unknown, so checkpointing stays on
+    assert not detect_hardware(load_config(sets=["model=builtin:small"])).gradient_checkpointing  # fits
     chosen = detect_hardware(load_config(sets=["use_liger_kernel=false", "attn_implementation=sdpa"]))
     assert (chosen.attn_implementation, chosen.liger) == ("sdpa", False)
+
+
+def test_gradient_checkpointing_is_chosen_by_the_memory_training_needs(tmp_path):
+    """A Qwen2.5-0.5B-shaped model (its config only) at batch 8 x 512 needs checkpointing on a 6 GB GPU, not
+    on an 80 GB one; the built-in small model never does; a LoRA run needs far less than a full one."""
+    from transformers import Qwen2Config
+
+    from llmrl.training import needs_checkpointing
+
+    Qwen2Config(
+        hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14, vocab_size=151936
+    ).save_pretrained(tmp_path / "qwen-shaped")
+    qwen = ["model=" + str(tmp_path / "qwen-shaped"), "per_device_train_batch_size=8", "max_length=512"]
+    gib = 2**30
+    assert needs_checkpointing(load_config(sets=qwen), 6 * gib)
+    assert not needs_checkpointing(load_config(sets=qwen), 80 * gib)
+    assert needs_checkpointing(load_config(sets=qwen), 16 * gib)
+    assert not needs_checkpointing(
+        load_config(sets=[*qwen, "lora.enabled=true", "per_device_train_batch_size=2"]), 16 * gib
+    )
+    assert not needs_checkpointing(load_config(sets=["model=builtin:small"]), 6 * gib)
