@@ -132,7 +132,8 @@ def resolve_output_dir(cfg: TrainingConfig) -> Path:
     return output_dir
 
 
-CHECKPOINT_MARKERS = ("trainer_state.json", "ppo_state.json")  # written last: a checkpoint without one is partial
+PPO_STATE = "ppo_state.json"  # what PPO's checkpoints hold in place of the Trainer's trainer_state.json
+CHECKPOINT_MARKERS = ("trainer_state.json", PPO_STATE)  # written last: a checkpoint without one is partial
 
 
 def complete_checkpoints(output_dir: Path) -> list[Path]:

@@ -104,10 +104,13 @@ def needs_checkpointing(cfg: TrainingConfig, gpu_bytes: int) -> bool:
     """Whether training would not fit in ``gpu_bytes`` without gradient checkpointing (which costs about a
     third more compute): a rough upper estimate of weights, gradients, AdamW state and the activations of one
     micro-batch, from the model's config alone. When the config cannot be read, checkpointing stays on."""
-    shape = model_shape(cfg.model, cfg.trusts_code_of(cfg.model) if cfg.model else False)
-    if shape is None:
+    config = model_config(cfg.model, cfg.trusts_code_of(cfg.model) if cfg.model else False)
+    try:
+        text = config.get_text_config()
+        hidden, layers, vocab = text.hidden_size, text.num_hidden_layers, text.vocab_size
+    except AttributeError:  # no config, or not a transformer's
         return True
-    hidden, layers, vocab, inner = shape
+    inner = getattr(text, "intermediate_size", None) or 4 * hidden
     params = layers * (4 * hidden * hidden + 3 * hidden * inner) + 2 * vocab * hidden
     weights = 2 * params  # bf16 / fp16
     if cfg.lora.enabled:
@@ -231,15 +234,13 @@ def _generation_eos_ids(cfg: TrainingConfig) -> list[int]:
 
 
 @functools.cache
-def model_shape(model: str | None, trust_remote_code: bool) -> tuple[int, int, int, int] | None:
-    """(hidden size, layers, vocabulary, MLP width) from a model's config, read once per process."""
+def model_config(model: str | None, trust_remote_code: bool):
+    """A model's config (``AutoConfig``), read once per process; None when there is none to read."""
     from transformers import AutoConfig
 
     try:
-        text = AutoConfig.from_pretrained(resolve_model(model), trust_remote_code=trust_remote_code).get_text_config()
-        inner = getattr(text, "intermediate_size", None) or 4 * text.hidden_size
-        return text.hidden_size, text.num_hidden_layers, text.vocab_size, inner
-    except (OSError, ValueError, AttributeError):
+        return AutoConfig.from_pretrained(resolve_model(model), trust_remote_code=trust_remote_code)
+    except (OSError, ValueError):
         return None
 
 
@@ -339,26 +340,31 @@ class MetricsFileCallback(TrainerCallback):
 
 class NonFiniteGuard(TrainerCallback):
     """Checks the gradients before every optimizer step. NaN or inf anywhere: ``stop`` raises before the update,
-    so the last checkpoint stays the last good state; ``skip`` drops the batch's gradients and goes on."""
+    so the last checkpoint stays the last good state; ``skip`` drops the gradients and goes on. A Trainer
+    callback for the TRL methods; PPO's own loop calls ``usable`` directly."""
 
-    def __init__(self, policy: str, accelerator):
-        self.policy, self.accelerator, self.skipped = policy, accelerator, 0
+    def __init__(self, policy: str, accelerator, output_dir: str, unit: str = "batch"):
+        self.policy, self.accelerator, self.output_dir, self.unit = policy, accelerator, output_dir, unit
+        self.skipped = 0
+
+    def usable(self, parameters, step: int) -> bool:
+        """Whether the gradients may be applied at ``step``; False means skip them (the caller drops them)."""
+        if gradients_are_finite(parameters, self.accelerator):
+            return True
+        if self.policy == "stop":
+            raise NonFiniteError(step, self.output_dir)
+        self.skipped += 1
+        logger.warning("step %d: NaN or inf gradients, %s skipped (%d so far)", step, self.unit, self.skipped)
+        return False
 
     def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
-        if gradients_are_finite(model.parameters(), self.accelerator):
-            return
-        step = state.global_step + 1
-        if self.policy == "skip":
-            self.skipped += 1
+        if not self.usable(model.parameters(), state.global_step + 1):
             model.zero_grad(set_to_none=True)  # the optimizer leaves parameters without gradients alone
-            logger.warning("step %d: NaN or inf gradients, batch skipped (%d so far)", step, self.skipped)
-            return
-        raise NonFiniteError(step, args.output_dir)
 
     def on_log(self, args, state, control, logs=None, **kwargs):  # a NaN loss whose gradients went unseen
         loss = (logs or {}).get("loss")
         if isinstance(loss, float) and not math.isfinite(loss) and self.policy == "stop":
-            raise NonFiniteError(state.global_step, args.output_dir, what="loss")
+            raise NonFiniteError(state.global_step, self.output_dir, what="loss")
 
 
 class NonFiniteError(LlmrlError):
@@ -406,10 +412,11 @@ def train_and_save(trainer, cfg: TrainingConfig) -> Path:
 
     output_dir = Path(cfg.output_dir)
     metrics = output_dir / "metrics.jsonl"
-    checkpoint = str(complete_checkpoints(output_dir)[-1]) if cfg.resume else None
+    complete = complete_checkpoints(output_dir)
+    checkpoint = str(complete[-1]) if cfg.resume else None  # the runner refused --resume without one
     if trainer.is_world_process_zero():
         if checkpoint:
-            for partial in set(output_dir.glob("checkpoint-*")) - set(complete_checkpoints(output_dir)):
+            for partial in set(output_dir.glob("checkpoint-*")) - set(complete):
                 logger.warning("removing %s: the process stopped while writing it", partial)
                 shutil.rmtree(partial)
             logger.info("resuming from %s", checkpoint)
@@ -418,7 +425,7 @@ def train_and_save(trainer, cfg: TrainingConfig) -> Path:
             metrics.unlink()  # left by an earlier attempt that saved nothing; this run starts the file anew
     trainer.callback_handler.callbacks.insert(0, MetricsFileCallback(metrics))  # first: it adds gpu_memory_gb
     trainer.data_collator = shard = ShardRecord(trainer.data_collator)
-    trainer.add_callback(NonFiniteGuard(cfg.on_nonfinite, trainer.accelerator))
+    trainer.add_callback(NonFiniteGuard(cfg.on_nonfinite, trainer.accelerator, cfg.output_dir))
     with StopOnSignal() as stop:
         trainer.add_callback(SignalCheckpoint(stop, trainer.accelerator))
         trainer.train(resume_from_checkpoint=checkpoint)

@@ -236,18 +236,11 @@ def context_limit(cfg: TrainingConfig, tokenizer) -> int | None:
     if isinstance(model_max, int) and model_max < 10**8:  # tokenizers without a limit report a huge sentinel
         limits.append(model_max)
     if cfg.model:
-        from transformers import AutoConfig
+        from llmrl.training import model_config
 
-        from llmrl.builtin import resolve_model
-
-        try:
-            config = AutoConfig.from_pretrained(
-                resolve_model(cfg.model), trust_remote_code=cfg.trusts_code_of(cfg.model)
-            )
-            if getattr(config, "max_position_embeddings", None):
-                limits.append(int(config.max_position_embeddings))
-        except (OSError, ValueError):
-            pass
+        config = model_config(cfg.model, cfg.trusts_code_of(cfg.model))
+        if getattr(config, "max_position_embeddings", None):
+            limits.append(int(config.max_position_embeddings))
     return min(limits) if limits else None
 
 

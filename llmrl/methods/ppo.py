@@ -41,13 +41,12 @@ from llmrl.data import prepare_train_eval
 from llmrl.errors import LlmrlError
 from llmrl.interrupt import StopOnSignal, TrainingInterrupted
 from llmrl.rewards import parse_spec
-from llmrl.runner import complete_checkpoints
+from llmrl.runner import PPO_STATE, complete_checkpoints
 from llmrl.training import (
-    NonFiniteError,
+    NonFiniteGuard,
     ShardRecord,
     append_metrics,
     detect_hardware,
-    gradients_are_finite,
     keep_records_up_to,
     load_model,
     load_tokenizer,
@@ -57,7 +56,6 @@ from llmrl.training import (
 )
 
 logger = logging.getLogger("llmrl")
-CHECKPOINT_STATE = "ppo_state.json"  # written last: a checkpoint folder without it is incomplete
 
 
 def train(cfg: TrainingConfig) -> Path:
@@ -70,14 +68,7 @@ def train(cfg: TrainingConfig) -> Path:
 def build_trainer(cfg: TrainingConfig) -> "PPOTrainer":
     if not cfg.rewards:
         raise LlmrlError("--method ppo needs rewards: e.g. --set rewards=[reward_model:runs/rm/final]")
-    checkpoint = None
-    if cfg.resume:
-        checkpoints = complete_checkpoints(Path(cfg.output_dir))
-        if not checkpoints:
-            raise LlmrlError(
-                f"--resume: no complete checkpoint in {cfg.output_dir} (a checkpoint-N folder with {CHECKPOINT_STATE})"
-            )
-        checkpoint = checkpoints[-1]
+    checkpoint = complete_checkpoints(Path(cfg.output_dir))[-1] if cfg.resume else None  # the runner checked
     for engine in ("DEEPSPEED", "FSDP"):  # set by accelerate launch; PPO prepares two models and generates
         if os.environ.get(f"ACCELERATE_USE_{engine}", "false").lower() in ("1", "true"):
             raise LlmrlError(
@@ -112,7 +103,7 @@ class PPOTrainer:
         self.cfg, self.tokenizer = cfg, tokenizer
         self.output_dir = Path(cfg.output_dir)
         self.resume_from = resume_from
-        self.step = self.skipped = 0  # rollout steps done; minibatches skipped for NaN/inf gradients
+        self.step = 0  # rollout steps done
         self.beta = cfg.rl.beta if cfg.rl.beta is not None else cfg.ppo.kl_coef
         self.accelerator = Accelerator(
             cpu=hardware.device == "cpu",
@@ -122,6 +113,7 @@ class PPOTrainer:
                 num_steps=cfg.gradient_accumulation_steps, sync_with_dataloader=False
             ),
         )
+        self.guard = NonFiniteGuard(cfg.on_nonfinite, self.accelerator, str(self.output_dir), unit="minibatch")
         torch.manual_seed(cfg.seed)
 
         self.policy = load_model(cfg)
@@ -320,7 +312,7 @@ class PPOTrainer:
                         loss, stats = self.loss(rollout, index)
                         self.accelerator.backward(loss)
                         parameters = [p for g in self.optimizer.param_groups for p in g["params"]]
-                        if self.accelerator.sync_gradients and not self.gradients_are_usable(parameters):
+                        if self.accelerator.sync_gradients and not self.guard.usable(parameters, self.step + 1):
                             self.optimizer.zero_grad(set_to_none=True)  # skipped: AdamW leaves them alone
                         if self.accelerator.sync_gradients and cfg.max_grad_norm:
                             self.accelerator.clip_grad_norm_(parameters, cfg.max_grad_norm)
@@ -329,18 +321,6 @@ class PPOTrainer:
                     batch_stats.append(stats)
                 history.append({k: sum(s[k] for s in batch_stats) / len(batch_stats) for k in batch_stats[0]})
         return history
-
-    def gradients_are_usable(self, parameters) -> bool:
-        """False when NaN/inf gradients are to be skipped (``on_nonfinite=skip``); with ``stop``, raises before
-        the update so the last checkpoint stays the last good state."""
-        if gradients_are_finite(parameters, self.accelerator):
-            return True
-        step = self.step + 1
-        if self.cfg.on_nonfinite == "stop":
-            raise NonFiniteError(step, str(self.output_dir))
-        self.skipped += 1
-        logger.warning("step %d: NaN or inf gradients, minibatch skipped (%d so far)", step, self.skipped)
-        return False
 
     def loss(self, rollout: Rollout, index: torch.Tensor):
         """PPO's loss on the rollout rows ``index``: clipped policy loss + vf_coef * clipped value loss - entropy."""
@@ -442,7 +422,7 @@ class PPOTrainer:
         if accelerator.is_main_process:
             epoch, batches = divmod(step, len(self.loader))
             state = {"step": step, "epoch": epoch, "batches_in_epoch": batches, "world_size": accelerator.num_processes}
-            (staging / CHECKPOINT_STATE).write_text(json.dumps(state, indent=2) + "\n")
+            (staging / PPO_STATE).write_text(json.dumps(state, indent=2) + "\n")
             shutil.rmtree(target, ignore_errors=True)  # an incomplete folder of that name, from an earlier attempt
             staging.rename(target)
             if self.cfg.save_total_limit:
@@ -455,7 +435,7 @@ class PPOTrainer:
     def load_checkpoint(self, checkpoint: Path) -> int:
         """Restore what ``save_checkpoint`` wrote and return its step; the data position follows from the step."""
         accelerator = self.accelerator
-        state = json.loads((checkpoint / CHECKPOINT_STATE).read_text())
+        state = json.loads((checkpoint / PPO_STATE).read_text())
         if accelerator.is_main_process:
             logger.info("resuming from %s", checkpoint)
         for model, name in ((self.policy, "policy"), (self.value_model, "value_model")):
