@@ -1,9 +1,14 @@
-"""Built-in models, made offline from installed packages: ``--model builtin:tiny`` or ``builtin:small``.
+"""Built-in models, offline: ``--model builtin:tiny`` (for unit tests) or ``builtin:small`` (a toy base model).
 
-Each is a randomly initialised Llama-architecture causal LM with a byte-level BPE tokenizer trained in code
-on the bundled sample data, and a ChatML chat template whose assistant turns carry ``{% generation %}``
-markers (so SFT can mask everything but the assistant's tokens). A preset is built once, deterministically,
-into the cache (``$LLMRL_CACHE``, default ``~/.cache/llmrl``) and reused from there.
+Both are Llama-architecture causal LMs with a byte-level BPE tokenizer and a ChatML chat template whose
+assistant turns carry ``{% generation %}`` markers (so SFT can mask everything but the assistant's tokens).
+
+- ``builtin:tiny`` (about 35k parameters) is randomly initialised, with a tokenizer trained on the bundled
+  sample data: it is built once, deterministically, into the cache (``$LLMRL_CACHE``, default
+  ``~/.cache/llmrl``) and reused from there.
+- ``builtin:small`` (about 2M parameters) is pretrained: llmrl ships its weights in ``llmrl/models/small/``,
+  made by ``python -m llmrl.pretrain`` (a fixed, seeded recipe; see ``llmrl/pretrain.py``) on the synthetic
+  corpus of ``llmrl/corpus.py``.
 """
 
 import json
@@ -16,10 +21,10 @@ from llmrl.data.sources import BUILTIN_PREFIX as PREFIX
 from llmrl.data.sources import SAMPLES_DIR
 from llmrl.errors import LlmrlError
 
-# Bump when a preset's recipe changes, so that stale cached copies are rebuilt rather than reused.
-RECIPE_VERSION = 3
+# Bump when a built preset's recipe changes, so that stale cached copies are rebuilt rather than reused.
+RECIPE_VERSION = 4
 PRESETS = {
-    # about 35k parameters: fast enough for unit tests
+    # about 35k parameters, random weights: fast enough for unit tests
     "tiny": dict(
         vocab_size=512,
         hidden_size=32,
@@ -28,16 +33,8 @@ PRESETS = {
         num_attention_heads=4,
         num_key_value_heads=2,
     ),
-    # about 18M parameters: for benchmarks and the demo pipeline
-    "small": dict(
-        vocab_size=1024,
-        hidden_size=384,
-        intermediate_size=1536,
-        num_hidden_layers=8,
-        num_attention_heads=6,
-        num_key_value_heads=2,
-    ),
 }
+SHIPPED = {"small": Path(__file__).parent / "models" / "small"}  # pretrained presets whose weights llmrl ships
 SPECIAL_TOKENS = {"bos_token": "<|bos|>", "eos_token": "<|im_end|>", "pad_token": "<|pad|>"}
 CHAT_TEMPLATE = (
     "{% for message in messages %}"
@@ -75,7 +72,12 @@ def resolve_model(name: str | None) -> str:
 
 
 def ensure_builtin(preset: str) -> Path:
-    """Path of the cached built-in preset, built on first use."""
+    """Path of a built-in preset: the shipped folder of a pretrained one, else its cached copy, built on first
+    use."""
+    if preset in SHIPPED:
+        if not (SHIPPED[preset] / "model.safetensors").is_file():
+            raise LlmrlError(f"{SHIPPED[preset]} has no model.safetensors: this llmrl installation is incomplete")
+        return SHIPPED[preset]
     target = cache_dir() / "models" / f"{preset}-v{RECIPE_VERSION}"
     if (target / "config.json").is_file():
         return target
@@ -87,10 +89,9 @@ def write_builtin(preset: str, target: Path) -> Path:
 
     When another process finishes the same build first, its copy is kept and this one is dropped.
     """
-    if preset not in PRESETS:
-        raise LlmrlError(
-            f"unknown built-in model '{PREFIX}{preset}'; presets: {', '.join(PREFIX + p for p in PRESETS)}"
-        )
+    if preset not in PRESETS and preset not in SHIPPED:
+        presets = ", ".join(PREFIX + p for p in (*PRESETS, *SHIPPED))
+        raise LlmrlError(f"unknown built-in model '{PREFIX}{preset}'; presets: {presets}")
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{preset}-", dir=target.parent))
@@ -109,7 +110,11 @@ def write_builtin(preset: str, target: Path) -> Path:
 
 
 def build_model(preset: str, output_dir: str | Path) -> Path:
-    """Build preset's tokenizer and randomly initialised model into output_dir (deterministic)."""
+    """Write a preset into output_dir: a copy of a shipped one, else its tokenizer and randomly initialised model
+    (deterministic)."""
+    if preset in SHIPPED:
+        shutil.copytree(ensure_builtin(preset), output_dir, dirs_exist_ok=True)
+        return Path(output_dir)
     import torch
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
     from transformers.utils import logging as hf_logging

@@ -150,16 +150,26 @@ def train(
 
 @app.command("init-model")
 def init_model(
-    preset: str = typer.Option("tiny", help="Built-in preset: tiny (tests) or small (benchmarks, demo)."),
+    preset: str = typer.Option("tiny", help="Built-in preset: tiny (random weights, for tests) or small (pretrained)."),
     output: Path = typer.Option(..., "--output", "-o", help="Folder to write the model and tokenizer to."),
+    pretrain: bool = typer.Option(
+        False, "--pretrain", help="small: pretrain it from scratch (about 30 min on 2 CPU cores) instead of copying."
+    ),
 ):
-    """Build a small Llama-architecture model and its tokenizer offline, from installed packages only."""
+    """Write a built-in Llama-architecture model and its tokenizer to a folder, offline."""
     with reported_errors():
         from llmrl.builtin import write_builtin
 
         if output.exists() and (not output.is_dir() or any(output.iterdir())):
             raise LlmrlError(f"{output} already exists and is not an empty folder; choose a new one")
-        write_builtin(preset, output)
+        if pretrain:
+            if preset != "small":
+                raise LlmrlError(f"--pretrain makes builtin:small; builtin:{preset} is not pretrained")
+            from llmrl.pretrain import make
+
+            make(output)  # into a staging folder, renamed to output when done
+        else:
+            write_builtin(preset, output)
         typer.echo(f"wrote builtin:{preset} to {output}")
 
 

@@ -1,10 +1,11 @@
-"""The built-in models: deterministic, cached, offline, with a chat template that marks assistant turns."""
+"""The built-in models: deterministic, cached or shipped, offline, with a chat template that marks assistant turns;
+the shipped base model is what its pretraining script makes."""
 
 import torch
 from safetensors.torch import load_file
 from transformers import AutoTokenizer
 
-from llmrl.builtin import PRESETS, build_model, ensure_builtin, resolve_model
+from llmrl.builtin import PRESETS, SHIPPED, build_model, ensure_builtin, resolve_model
 
 
 def test_build_is_deterministic(tmp_path):
@@ -43,8 +44,23 @@ def test_presets_have_the_advertised_sizes():
     from transformers import AutoModelForCausalLM
 
     sizes = {}
-    for preset in PRESETS:
+    for preset in (*PRESETS, *SHIPPED):
         model = AutoModelForCausalLM.from_pretrained(ensure_builtin(preset))
         sizes[preset] = sum(p.numel() for p in model.parameters())
     assert sizes["tiny"] < 100_000
-    assert 10_000_000 < sizes["small"] < 30_000_000
+    assert 1_000_000 < sizes["small"] < 5_000_000
+    assert (SHIPPED["small"] / "model.safetensors").stat().st_size < 20 * 2**20  # the issue's limit: 20 MB
+
+
+def test_small_is_shipped_and_init_model_copies_it(tmp_path):
+    from typer.testing import CliRunner
+
+    from llmrl.cli import app
+
+    assert resolve_model("builtin:small") == str(SHIPPED["small"])
+    result = CliRunner().invoke(app, ["init-model", "--preset", "small", "--output", str(tmp_path / "s")])
+    assert result.exit_code == 0, result.output
+    written = tmp_path / "s" / "model.safetensors"
+    assert written.read_bytes() == (SHIPPED["small"] / "model.safetensors").read_bytes()
+    result = CliRunner().invoke(app, ["init-model", "--preset", "tiny", "--pretrain", "--output", str(tmp_path / "t")])
+    assert result.exit_code == 2 and "--pretrain makes builtin:small" in result.output
