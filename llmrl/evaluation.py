@@ -10,7 +10,6 @@ whose scores are Bradley-Terry logits, it also gives the mean win probability, s
 import json
 import logging
 import math
-import random
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -38,38 +37,82 @@ class EvalSettings:
     overwrite: bool = False
 
 
+@dataclass
+class Comparison:
+    """One model against its reference; the results go to ``output_dir``."""
+
+    name: str  # what the results are called: a pipeline stage, or the model's name
+    model: str
+    reference: str
+    output_dir: Path
+
+
 def evaluate(cfg: TrainingConfig, settings: EvalSettings) -> dict:
-    """Run the comparison and write ``results.json`` and ``samples.jsonl`` to ``cfg.output_dir``."""
-    parse_spec(settings.judge)
-    if settings.num_prompts <= 0 or settings.max_new_tokens <= 0 or settings.batch_size <= 0:
-        raise LlmrlError("--num-prompts, --max-new-tokens and --batch-size must be > 0")
+    """``llmrl eval``: ``cfg.model`` against its reference; ``results.json`` and ``samples.jsonl`` go to
+    ``cfg.output_dir``."""
     output_dir = Path(cfg.output_dir or f"runs/eval-{time.strftime('%Y%m%d-%H%M%S')}")
     if (output_dir / "results.json").exists() and not settings.overwrite:
         raise LlmrlError(f"{output_dir} already holds eval results; pass --overwrite or choose another --output-dir")
     reference = settings.reference or starting_model(cfg.model)
+    return evaluate_all(cfg, settings, [Comparison(cfg.model, cfg.model, reference, output_dir)])[0]
+
+
+def evaluate_all(cfg: TrainingConfig, settings: EvalSettings, comparisons: list[Comparison]) -> list[dict]:
+    """Each comparison on the same held-out prompts with the same decoding and judge; a model that several
+    comparisons name (the SFT model, as every later stage's reference) answers once. Returns their results."""
+    from llmrl.generation import score
+
+    parse_spec(settings.judge)
+    if settings.num_prompts <= 0 or settings.max_new_tokens <= 0 or settings.batch_size <= 0:
+        raise LlmrlError("--num-prompts, --max-new-tokens and --batch-size must be > 0")
     judge = build_reward_function(settings.judge, cfg)  # a missing key or a bad reward model fails before generating
-
     prompts, columns = held_out_prompts(cfg, settings)
-    responses, token_ids = {}, {}
-    for role, name in (("model", cfg.model), ("reference", reference)):
-        logger.info("generating %d responses with the %s, %s", len(prompts), role, name)
-        responses[role], token_ids[role] = generate(name, prompts, settings, cfg)
-    scores = {role: judge_scores(judge, prompts, responses[role], token_ids[role], columns) for role in responses}
+    answers = {}  # model -> (responses, scores)
+    for model in dict.fromkeys(name for c in comparisons for name in (c.model, c.reference)):
+        logger.info("generating %d responses with %s", len(prompts), model)
+        responses, token_ids = generate(model, prompts, settings, cfg)
+        scores = score([judge], prompts, responses, token_ids, columns)
+        answers[model] = (responses, next(iter(scores.values())))
+    all_results = []
+    for comparison in comparisons:
+        (model_responses, model_scores), (reference_responses, reference_scores) = (
+            answers[comparison.model],
+            answers[comparison.reference],
+        )
+        results = {
+            "name": comparison.name,
+            "model": comparison.model,
+            "reference": comparison.reference,
+            "judge": settings.judge,
+            "dataset": cfg.dataset,
+            "split": cfg.split,
+            "num_prompts": len(prompts),
+            **summarize(model_scores, reference_scores, settings.judge, cfg.seed),
+            "mean_length": {
+                role: mean([len(completion_text(r).split()) for r in responses])
+                for role, responses in (("model", model_responses), ("reference", reference_responses))
+            },
+            "settings": {**asdict(settings), "seed": cfg.seed},
+        }
+        responses = {"model": model_responses, "reference": reference_responses}
+        write_outputs(
+            comparison.output_dir, results, prompts, responses, {"model": model_scores, "reference": reference_scores}
+        )
+        log_to_trackers(cfg, comparison.output_dir, results)
+        all_results.append(results)
+    return all_results
 
-    results = {
-        "model": cfg.model,
-        "reference": reference,
-        "judge": settings.judge,
-        "dataset": cfg.dataset,
-        "split": cfg.split,
-        "num_prompts": len(prompts),
-        **summarize(scores["model"], scores["reference"], settings.judge, cfg.seed),
-        "mean_length": {role: mean([len(completion_text(r).split()) for r in responses[role]]) for role in responses},
-        "settings": {**asdict(settings), "seed": cfg.seed},
+
+def leaderboard_row(results: dict) -> dict:
+    """The figures of one comparison that a leaderboard shows, each mean with its 95% interval."""
+    return {
+        "policy": results["name"],
+        "reference": results["reference"],
+        "judge": results["judge"],
+        "num_prompts": results["num_prompts"],
+        **{name: results[name] for name in ("win_rate", "model_reward", "reference_reward", "reward_improvement")},
+        "mean_length": results["mean_length"]["model"],
     }
-    write_outputs(output_dir, results, prompts, responses, scores)
-    log_to_trackers(cfg, output_dir, results)
-    return results
 
 
 def starting_model(model: str) -> str:
@@ -93,13 +136,13 @@ def held_out_prompts(cfg: TrainingConfig, settings: EvalSettings) -> tuple[list,
 
 
 def generate(model_name: str, prompts: list, settings: EvalSettings, cfg: TrainingConfig):
-    """(responses, their token ids up to the end token) for each prompt, batched, with the model's own chat
-    template; decoding is seeded."""
+    """(responses, their token ids up to the end token) for each prompt from the model named ``model_name``,
+    batched, with the model's own chat template; decoding is seeded."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
 
+    from llmrl import generation
     from llmrl.builtin import resolve_model
-    from llmrl.data.schemas import plain_prompt
     from llmrl.memory import free_memory
 
     path = resolve_model(model_name)
@@ -114,44 +157,13 @@ def generate(model_name: str, prompts: list, settings: EvalSettings, cfg: Traini
     model.to(device).eval()
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    texts = []
-    for prompt in prompts:
-        if isinstance(prompt, list) and tokenizer.chat_template:
-            texts.append(tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True))
-        else:
-            texts.append(prompt if isinstance(prompt, str) else plain_prompt(prompt))
     set_seed(cfg.seed)
-    sampling = dict(do_sample=True, temperature=settings.temperature, top_p=settings.top_p, top_k=0)
-    responses, token_ids = [], []
-    for start in range(0, len(texts), settings.batch_size):
-        batch = tokenizer(
-            texts[start : start + settings.batch_size], return_tensors="pt", padding=True, add_special_tokens=False
-        ).to(device)
-        with torch.no_grad():
-            output = model.generate(
-                **batch,
-                max_new_tokens=settings.max_new_tokens,
-                pad_token_id=tokenizer.pad_token_id,
-                **(sampling if settings.temperature > 0 else {"do_sample": False}),
-            )
-        new_tokens = output[:, batch["input_ids"].shape[1] :]
-        responses += tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
-        ends = {tokenizer.eos_token_id, tokenizer.pad_token_id}
-        for row in new_tokens.tolist():
-            token_ids.append(row[: next((i + 1 for i, t in enumerate(row) if t in ends), len(row))])
+    responses, token_ids = generation.generate(
+        model, tokenizer, prompts, settings.max_new_tokens, settings.batch_size, settings.temperature, settings.top_p
+    )
     del model
     free_memory()
-    return [response.strip() for response in responses], token_ids
-
-
-def judge_scores(judge, prompts: list, responses: list[str], token_ids: list, columns: dict[str, list]) -> list[float]:
-    """The judge's score of each response, called as online RL calls a reward (token ids included)."""
-    completions = [
-        [{"role": "assistant", "content": r}] if isinstance(p, list) else r
-        for p, r in zip(prompts, responses, strict=True)
-    ]
-    scores = judge(prompts=prompts, completions=completions, completion_ids=token_ids, **columns)
-    return [math.nan if s is None else float(s) for s in scores]
+    return responses, token_ids
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -173,12 +185,15 @@ def outcomes(model: list[float], reference: list[float]) -> list[float]:
     return [1.0 if m > r else 0.5 if m == r else 0.0 for m, r in zip(model, reference, strict=True)]
 
 
-def bootstrap_interval(values: list[float], statistic=mean, samples: int = BOOTSTRAP_SAMPLES, seed: int = 0):
-    """The 2.5th and 97.5th percentiles of the statistic over resamples of the prompts (with replacement)."""
-    rng = random.Random(seed)
-    n = len(values)
-    estimates = sorted(statistic([values[rng.randrange(n)] for _ in range(n)]) for _ in range(samples))
-    return [estimates[int(0.025 * (samples - 1))], estimates[int(math.ceil(0.975 * (samples - 1)))]]
+def bootstrap_interval(values: list[float], samples: int = BOOTSTRAP_SAMPLES, seed: int = 0) -> list[float]:
+    """The 2.5th and 97.5th percentiles of the mean over resamples of the prompts (with replacement). The same
+    seed draws the same resamples for every figure of a comparison, so their intervals are paired."""
+    import numpy as np
+
+    array = np.asarray(values, dtype=float)
+    rows = np.random.default_rng(seed).integers(0, len(array), size=(samples, len(array)))
+    estimates = np.sort(array[rows].mean(axis=1))
+    return [float(estimates[int(0.025 * (samples - 1))]), float(estimates[int(math.ceil(0.975 * (samples - 1)))])]
 
 
 def summarize(model: list[float], reference: list[float], judge: str, seed: int) -> dict:

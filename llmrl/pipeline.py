@@ -5,7 +5,9 @@ stage) and ``stages``, a mapping from stage name to its own keys. Stages run in 
 
 - SFT's ``final/`` is the starting model of reward, DPO, KTO, GRPO, RLOO and PPO, and eval's reference;
 - the reward model's ``final/`` is the reward of RLOO and PPO and eval's judge, unless a stage names others;
-- eval compares the last policy stage (or ``policy: NAME``) with its reference.
+- eval compares every policy stage (or those of ``policies: [NAME, ...]``) with its reference, the SFT model
+  (the SFT model itself with the model it started from), and writes one results folder per policy and a
+  leaderboard (``eval/leaderboard.json``).
 
 Every run gets ``runs/<YYYYMMDD_HHMMSS_xxxx>/`` with ``run_info.json`` (stages, config, versions, status and
 timings), ``events.log`` (stage starts and ends, checkpoints, warnings), ``console.log`` (everything printed),
@@ -38,7 +40,8 @@ POLICY_STAGES = ("sft", "dpo", "kto", "grpo", "rloo", "ppo")
 STARTS_FROM_SFT = ("reward", "dpo", "kto", "grpo", "rloo", "ppo")
 REWARDED_BY_RM = ("rloo", "ppo")
 EVENT_LOGGERS = ("llmrl", "transformers")  # events.log: stage starts and ends, checkpoints, warnings; no metrics
-EVAL_KEYS = ("judge", "policy", "reference", "num_prompts", "max_new_tokens", "temperature", "batch_size")
+EVAL_KEYS = ("judge", "policies", "reference", "num_prompts", "max_new_tokens", "temperature", "batch_size")
+LEADERBOARD = "leaderboard.json"  # in the eval stage's folder: one row per evaluated policy
 
 
 @dataclass
@@ -79,8 +82,11 @@ def load_pipeline(path: str | Path, stages: list[str] | None = None) -> Pipeline
         misplaced = [key for key in section if key in EVAL_KEYS and stage != "eval"]
         if misplaced:
             raise LlmrlError(f"pipeline {path}: stage '{stage}' has eval-only keys {misplaced}; move them under eval")
+    if "policy" in ordered.get("eval", {}):
+        raise LlmrlError(f"pipeline {path}: eval's 'policy' is now 'policies', a list: policies: [NAME, ...]")
     for stage in ordered:  # every stage's config is checked before anything runs
         stage_config(pipeline, stage, Path("runs/check"))
+    chosen_policies(pipeline)
     return pipeline
 
 
@@ -118,19 +124,18 @@ def stage_output(pipeline: Pipeline, stage: str, run_dir: Path) -> Path:
     return run_dir / stage / ("merged" if uses_lora(pipeline, stage) else "final")
 
 
-def eval_settings(pipeline: Pipeline, run_dir: Path):
-    """(model to evaluate, EvalSettings) of the eval stage."""
-    from llmrl.evaluation import EvalSettings
+def eval_plan(pipeline: Pipeline, run_dir: Path):
+    """(EvalSettings, [Comparison]) of the eval stage: each policy to evaluate against its reference."""
+    from llmrl.evaluation import Comparison, EvalSettings
 
     section = pipeline.stages["eval"]
-    policies = [s for s in POLICY_STAGES if s in pipeline.stages]
-    policy = section.get("policy") or (policies[-1] if policies else None)
-    if policy is None or policy not in pipeline.stages:
-        raise LlmrlError("pipeline stage 'eval': no policy stage to evaluate; set eval.policy to one")
-    reference = section.get("reference")
-    if reference is None:  # the SFT model, unless SFT is what is evaluated: then the model it started from
-        sft_feeds = policy != "sft" and feeds(pipeline, "sft", run_dir)
-        reference = str(stage_output(pipeline, "sft", run_dir)) if sft_feeds else pipeline.defaults.get("model")
+    chosen = chosen_policies(pipeline)
+    if chosen is None:  # every policy stage whose model this run has (or will have)
+        policies = [s for s in POLICY_STAGES if feeds(pipeline, s, run_dir)]
+    else:
+        policies = [s for s in POLICY_STAGES if s in chosen]
+    if not policies:
+        raise LlmrlError("pipeline stage 'eval': no policy stage to evaluate; set eval.policies")
     judge = section.get("judge")
     if judge is None and feeds(pipeline, "reward", run_dir):
         judge = f"reward_model:{stage_output(pipeline, 'reward', run_dir)}"
@@ -138,11 +143,44 @@ def eval_settings(pipeline: Pipeline, run_dir: Path):
         raise LlmrlError("pipeline stage 'eval' needs a judge (e.g. judge: accuracy), or a reward stage")
     settings = EvalSettings(
         judge=judge,
-        reference=reference,
         **{k: section[k] for k in ("num_prompts", "max_new_tokens", "temperature", "batch_size") if k in section},
         overwrite=True,
     )
-    return str(stage_output(pipeline, policy, run_dir)), settings
+    comparisons = []
+    for policy in policies:
+        reference = section.get("reference")
+        if reference is None:  # the SFT model, unless SFT is what is evaluated: then the model it started from
+            sft_feeds = policy != "sft" and feeds(pipeline, "sft", run_dir)
+            reference = str(stage_output(pipeline, "sft", run_dir)) if sft_feeds else starting_point(pipeline, policy)
+        model = str(stage_output(pipeline, policy, run_dir))
+        comparisons.append(Comparison(policy, model, str(reference), run_dir / "eval" / policy))
+    return settings, comparisons
+
+
+def chosen_policies(pipeline: Pipeline) -> list[str] | None:
+    """The eval stage's ``policies`` (None: not given), checked against the pipeline's policy stages."""
+    chosen = pipeline.stages.get("eval", {}).get("policies")
+    if chosen is None:
+        return None
+    chosen = [chosen] if isinstance(chosen, str) else chosen
+    if not isinstance(chosen, list) or not chosen:
+        raise LlmrlError("pipeline stage 'eval': policies must be a list of stage names, e.g. policies: [dpo, grpo]")
+    unknown = [str(s) for s in chosen if s not in POLICY_STAGES or s not in pipeline.stages]
+    if unknown:
+        defined = [s for s in POLICY_STAGES if s in pipeline.stages]
+        raise LlmrlError(
+            f"pipeline stage 'eval': policies names {', '.join(unknown)}, which is not a policy stage of this "
+            f"pipeline ({', '.join(defined) or 'none'})"
+        )
+    return chosen
+
+
+def starting_point(pipeline: Pipeline, stage: str) -> str:
+    """The model a stage starts from when no earlier stage feeds it: its own ``model``, else the defaults'."""
+    model = pipeline.stages[stage].get("model") or pipeline.defaults.get("model")
+    if not model:
+        raise LlmrlError(f"pipeline stage 'eval': no reference for '{stage}'; set eval.reference")
+    return str(model)
 
 
 def new_run_dir(root: Path = Path("runs")) -> Path:
@@ -236,14 +274,20 @@ def run_stage(pipeline: Pipeline, stage: str, run_dir: Path, resume: bool, how: 
     cfg = stage_config(pipeline, stage, run_dir)
     stage_dir = run_dir / stage
     if stage == "eval":
-        from llmrl.evaluation import evaluate
+        from llmrl.evaluation import evaluate_all, leaderboard_row
+        from llmrl.runner import write_json
 
-        cfg.model, settings = eval_settings(pipeline, run_dir)
+        settings, comparisons = eval_plan(pipeline, run_dir)
+        missing = [c.model for c in comparisons if not Path(c.model).exists()]
+        if missing:
+            raise LlmrlError(f"pipeline stage 'eval': no model at {', '.join(missing)} (did its stage run?)")
+        cfg.model = comparisons[0].model
         cfg.split = cfg.split or "test"
         try:
-            evaluate(cfg, settings)
+            results = evaluate_all(cfg, settings, comparisons)
         finally:
             free_memory()
+        write_json(stage_dir / LEADERBOARD, [leaderboard_row(r) for r in results])
         return
     if resume and any(stage_dir.glob("checkpoint-*")):
         cfg.resume = True
@@ -267,7 +311,7 @@ def merge_stage(pipeline: Pipeline, stage: str, run_dir: Path) -> None:
 
 
 def stage_finished(stage_dir: Path, stage: str) -> bool:
-    return (stage_dir / ("results.json" if stage == "eval" else "final")).exists()
+    return (stage_dir / (LEADERBOARD if stage == "eval" else "final")).exists()
 
 
 class _Tee:

@@ -1,7 +1,11 @@
-"""``llmrl report``: a table of a pipeline run's stages and PNG plots of their metrics (matplotlib).
+"""``llmrl report``: a table of a pipeline run's stages, its eval leaderboard, and PNG plots of their metrics.
 
-Works on a pipeline run folder (stages in subfolders) or on a single training run folder. With two runs, the
-table shows both and each plot overlays them.
+Works on a pipeline run folder (stages in subfolders) or on a single training run folder. The stage table
+gives each stage's training metric (first -> last) and its held-out result: the leaderboard's judge score
+against the reference for a policy, the pairwise accuracy on held-out pairs for a reward model. The
+leaderboard (``eval/leaderboard.json``) gives each evaluated policy's win rate, mean reward and improvement
+over its reference, each with a bootstrap 95% interval. With two runs, the tables show both and each plot
+overlays them.
 """
 
 import json
@@ -12,6 +16,7 @@ from pathlib import Path
 PANELS = {
     "loss": ("loss", "eval_loss", "policy_loss", "value_loss"),
     "reward": ("reward", "score", "rlhf_reward", "rewards/accuracy/mean", "mean_reward"),
+    "held-out": ("eval_accuracy", "eval_format", "eval_reward_model", "eval_api", "eval_length"),
     "KL": ("kl", "approxkl"),
     "accuracy / margins": (
         "accuracy",
@@ -25,21 +30,18 @@ PANELS = {
     "learning rate": ("learning_rate",),
 }
 STAGE_ORDER = ("sft", "reward", "dpo", "kto", "grpo", "rloo", "ppo", "eval")
+RESULT_FILES = ("metrics.jsonl", "results.json", "leaderboard.json")  # a folder with one of them holds a run
 
 
 def stage_dirs(run: Path) -> dict[str, Path]:
     """Stage name -> folder: a pipeline run's stage subfolders, or the run itself for a single training run."""
     run = Path(run)
-    if (run / "metrics.jsonl").is_file() or (run / "results.json").is_file():
+    if any((run / name).is_file() for name in RESULT_FILES):
         return {run.name: run}
     found = (
         {p.name: p for p in sorted(run.iterdir()) if p.is_dir() and not p.name.startswith(".")} if run.is_dir() else {}
     )
-    stages = {
-        name: path
-        for name, path in found.items()
-        if (path / "metrics.jsonl").is_file() or (path / "results.json").is_file()
-    }
+    stages = {name: path for name, path in found.items() if any((path / f).is_file() for f in RESULT_FILES)}
     if not stages:
         from llmrl.errors import LlmrlError
 
@@ -57,10 +59,26 @@ def series(records: list[dict], key: str) -> tuple[list[int], list[float]]:
     return [s for s, _ in points], [v for _, v in points]
 
 
-def stage_summary(stage_dir: Path) -> dict[str, str]:
-    """The headline figures of one stage, as text: status, steps, time, and first -> last of its main metric."""
+def read_leaderboard(run: Path) -> list[dict]:
+    path = Path(run) / "eval" / "leaderboard.json"
+    return json.loads(path.read_text()) if path.is_file() else []
+
+
+def stage_summary(stage_dir: Path, leaderboard: list[dict] | None = None) -> dict[str, str]:
+    """The headline figures of one stage, as text: status, steps, time, first -> last of its main training
+    metric, and its held-out result (from the leaderboard, or the run's own evaluation)."""
     info_path = stage_dir / "run_info.json"
     info = json.loads(info_path.read_text()) if info_path.is_file() else {}
+    if (stage_dir / "leaderboard.json").is_file():
+        rows = json.loads((stage_dir / "leaderboard.json").read_text())
+        judges = ", ".join(dict.fromkeys(row["judge"] for row in rows))
+        return {
+            "status": "completed",
+            "steps": f"{rows[0]['num_prompts']} prompts" if rows else "",
+            "time (s)": "",
+            "training": "",
+            "held-out": f"{len(rows)} policies judged by {judges}",
+        }
     results_path = stage_dir / "results.json"
     if results_path.is_file():
         results = json.loads(results_path.read_text())
@@ -69,46 +87,107 @@ def stage_summary(stage_dir: Path) -> dict[str, str]:
             "status": "completed",
             "steps": f"{results['num_prompts']} prompts",
             "time (s)": "",
-            "headline": f"win rate {results['win_rate']['mean']:.3f} [{low:.3f}, {high:.3f}]; model "
+            "training": "",
+            "held-out": f"win rate {results['win_rate']['mean']:.3f} [{low:.3f}, {high:.3f}]; model "
             f"{results['model_reward']['mean']:.3g} vs reference {results['reference_reward']['mean']:.3g}",
         }
     records = read_metrics(stage_dir)
     steps = max((r["step"] for r in records), default=0)
-    headline = ""
-    for key in ("rewards/accuracy/mean", "score", "eval_accuracy", "rewards/margins", "mean_token_accuracy", "loss"):
+    training = ""
+    for key in ("rewards/accuracy/mean", "score", "rewards/margins", "mean_token_accuracy", "accuracy", "loss"):
         _, values = series(records, key)
         if values:
             window = max(1, min(5, len(values) // 2))
             first, last = sum(values[:window]) / window, sum(values[-window:]) / window
-            headline = f"{key}: {first:.3g} -> {last:.3g} (mean of first/last {window} logs)"
+            training = f"{key} {first:.3g} -> {last:.3g}"
             break
     return {
         "status": info.get("status", "?"),
         "steps": str(steps),
         "time (s)": f"{info['wall_seconds']:.0f}" if "wall_seconds" in info else "",
-        "headline": headline,
+        "training": training,
+        "held-out": held_out(stage_dir.name, records, leaderboard or []),
     }
+
+
+def held_out(stage: str, records: list[dict], leaderboard: list[dict]) -> str:
+    """A stage's result on held-out data: its leaderboard row (judge score against the reference's), else
+    the last held-out accuracy it logged (a reward model's pairwise accuracy), else its held-out task metric."""
+    row = next((r for r in leaderboard if r["policy"] == stage), None)
+    if row:
+        low, high = row["reward_improvement"]["ci95"]
+        gain = f"{row['reward_improvement']['mean']:+.3f} [{low:+.3f}, {high:+.3f}]"
+        return (
+            f"{judge_name(row['judge'])} {row['model_reward']['mean']:.3f} vs {reference_name(row['reference'])} "
+            f"{row['reference_reward']['mean']:.3f} ({gain})"
+        )
+    _, values = series(records, "eval_accuracy")
+    if not values:
+        return ""
+    if stage == "reward" or len(values) == 1:
+        return f"{'pair accuracy' if stage == 'reward' else 'accuracy'} {values[-1]:.3f}"
+    return f"accuracy {values[0]:.3f} -> {values[-1]:.3f}"
+
+
+def judge_name(spec: str) -> str:
+    """A judge spec as a short name: accuracy, or reward_model for reward_model:runs/x/reward/final."""
+    return spec.split(":", 1)[0]
+
+
+def reference_name(reference: str) -> str:
+    """The stage whose model a reference is (runs/x/sft/final -> sft), else the model's own name."""
+    path = Path(reference)
+    return path.parent.name if path.name in ("final", "merged") else reference
 
 
 def print_summary(runs: list[Path]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="llmrl run summary")
-    for column in ("run", "stage", "status", "steps", "time (s)", "headline"):
-        table.add_column(column)
+    console = Console()
     for run in runs:
         found = stage_dirs(run)
+        leaderboard = read_leaderboard(run)
         info_path = Path(run) / "run_info.json"
         recorded = json.loads(info_path.read_text()).get("stages", {}) if info_path.is_file() else {}
+        table = Table(title=f"llmrl run summary: {Path(run).name}")
+        for column in ("stage", "status", "steps", "time (s)", "training", "held-out"):
+            table.add_column(column)
         for stage in sorted(set(found) | set(recorded), key=lambda s: STAGE_ORDER.index(s) if s in STAGE_ORDER else 99):
             if stage in found and recorded.get(stage, {}).get("status") != "failed":
-                table.add_row(Path(run).name, stage, *stage_summary(found[stage]).values())
+                table.add_row(stage, *stage_summary(found[stage], leaderboard).values())
             else:  # a stage that failed (maybe before writing anything): the pipeline's record says so
                 record = recorded[stage]
                 time = f"{record['wall_seconds']:.0f}" if "wall_seconds" in record else ""
-                table.add_row(Path(run).name, stage, record.get("status", "?"), "", time, record.get("error") or "")
-    Console().print(table)
+                table.add_row(stage, record.get("status", "?"), "", time, "", record.get("error") or "")
+        console.print(table)
+        if leaderboard:
+            console.print(leaderboard_table(leaderboard, Path(run).name))
+
+
+def leaderboard_table(rows: list[dict], run_name: str):
+    """Each evaluated policy against its reference: win rate, mean reward and improvement with their 95%
+    intervals, and the mean answer length in words."""
+    from rich.table import Table
+
+    def with_interval(figure: dict) -> str:
+        low, high = figure["ci95"]
+        return f"{figure['mean']:.3f} [{low:.3f}, {high:.3f}]"
+
+    table = Table(title=f"leaderboard: {run_name} ({rows[0]['num_prompts']} held-out prompts)")
+    for column in ("policy", "vs", "judge", "win rate [95%]", "mean reward [95%]", "improvement [95%]", "length"):
+        table.add_column(column)
+    for row in sorted(rows, key=lambda r: -r["model_reward"]["mean"]):
+        table.add_row(
+            row["policy"],
+            reference_name(row["reference"]),
+            judge_name(row["judge"]),
+            with_interval(row["win_rate"]),
+            with_interval(row["model_reward"]),
+            with_interval(row["reward_improvement"]),
+            f"{row['mean_length']:.1f}",
+        )
+    return table
 
 
 def write_plots(runs: list[Path]) -> list[Path]:
@@ -129,11 +208,12 @@ def write_plots(runs: list[Path]) -> list[Path]:
         records = [read_metrics(stage_dir)] + [
             read_metrics(other[stage]) if stage in other else [] for other in per_run[1:]
         ]
-        panels = [
-            (title, present)
-            for title, keys in PANELS.items()
-            if (present := [k for k in keys if any(k in r for r in records[0])][:3])
-        ]
+        panels, plotted = [], set()
+        for title, keys in PANELS.items():  # a key is plotted once, in the first panel that lists it
+            present = [k for k in keys if k not in plotted and any(k in r for r in records[0])][:3]
+            if present:
+                panels.append((title, present))
+                plotted.update(present)
         if not panels:
             continue
         columns = min(3, len(panels))
@@ -152,7 +232,10 @@ def write_plots(runs: list[Path]) -> list[Path]:
         for axis in list(axes.flat)[len(panels) :]:
             axis.set_visible(False)
         figure.suptitle(f"{stage}", fontsize=11)
-        figure.tight_layout()
+        height = 3.4 * rows  # margins in inches (tight_layout would cost a second full draw of every figure)
+        figure.subplots_adjust(
+            left=0.06, right=0.98, bottom=0.5 / height, top=1 - 0.65 / height, wspace=0.25, hspace=0.45
+        )
         path = out_dir / f"{stage}.png"
         figure.savefig(path, dpi=100)
         plt.close(figure)

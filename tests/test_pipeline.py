@@ -63,8 +63,14 @@ def test_pipeline_stages_feed_each_other_and_report(tmp_path):
     assert all(r["wall_seconds"] >= 0 for r in info["stages"].values())
     dpo_info = json.loads((run / "dpo" / "run_info.json").read_text())
     assert dpo_info["config"]["model"] == str(run / "sft" / "final")  # SFT's output starts DPO
-    results = json.loads((run / "eval" / "results.json").read_text())
-    assert results["model"] == str(run / "ppo" / "final") and results["reference"] == str(run / "sft" / "final")
+    sft = str(run / "sft" / "final")
+    for policy, reference in (("sft", "builtin:tiny"), ("dpo", sft), ("ppo", sft)):
+        results = json.loads((run / "eval" / policy / "results.json").read_text())  # every policy, by default
+        assert results["model"] == str(run / policy / "final") and results["reference"] == reference
+        assert (run / "eval" / policy / "samples.jsonl").is_file()
+    leaderboard = json.loads((run / "eval" / "leaderboard.json").read_text())
+    assert [row["policy"] for row in leaderboard] == ["sft", "dpo", "ppo"]
+    assert all(row["judge"] == "accuracy" and len(row["reward_improvement"]["ci95"]) == 2 for row in leaderboard)
     ppo_info = json.loads((run / "ppo" / "run_info.json").read_text())
     assert ppo_info["config"]["model"] == str(run / "sft" / "final")
 
@@ -81,7 +87,7 @@ def test_pipeline_stages_feed_each_other_and_report(tmp_path):
 
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    tags = {"sft": "train/loss", "dpo": "train/rewards/margins", "ppo": "ppo/score", "eval": "eval/win_rate"}
+    tags = {"sft": "train/loss", "dpo": "train/rewards/margins", "ppo": "ppo/score", "eval/ppo": "eval/win_rate"}
     for stage, tag in tags.items():  # TensorBoard files per stage, read back with TensorBoard's own reader
         accumulator = EventAccumulator(str(next((run / stage / "tensorboard").rglob("events.out.*")).parent))
         accumulator.Reload()
@@ -92,7 +98,7 @@ def test_pipeline_stages_feed_each_other_and_report(tmp_path):
     for stage in ("sft", "dpo", "ppo"):
         png = run / "plots" / f"{stage}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "win rate" in report.output
+    assert "leaderboard" in report.output and "improvement" in report.output
 
     overlay = runner.invoke(app, ["report", str(run), str(run)])
     assert overlay.exit_code == 0, overlay.output
@@ -174,7 +180,7 @@ def test_resume_continues_an_interrupted_stage_from_its_checkpoint(tmp_path):
     assert result.exit_code == 0, result.output
     assert "resuming from" in (run / "dpo" / "train.log").read_text()
     steps = [json.loads(line)["step"] for line in (run / "dpo" / "metrics.jsonl").read_text().splitlines()]
-    assert steps.count(2) >= 1 and steps.count(1) == 1 and (run / "eval" / "results.json").is_file()
+    assert steps.count(2) >= 1 and steps.count(1) == 1 and (run / "eval" / "leaderboard.json").is_file()
 
 
 def test_pipeline_stages_option_and_bad_pipelines(tmp_path):
@@ -188,6 +194,13 @@ def test_pipeline_stages_option_and_bad_pipelines(tmp_path):
     bad.write_text("stages:\n  sft: {dataset: builtin:sft, judge: accuracy}\n")
     result = runner.invoke(app, ["pipeline", "--config", str(bad)])
     assert result.exit_code == 2 and "stage 'sft' has eval-only keys ['judge']" in result.output
+    bad.write_text("stages:\n  sft: {dataset: builtin:sft}\n  eval: {judge: accuracy, policy: sft}\n")
+    result = runner.invoke(app, ["pipeline", "--config", str(bad)])
+    assert result.exit_code == 2 and "'policy' is now 'policies'" in result.output
+    bad.write_text("stages:\n  sft: {dataset: builtin:sft}\n  eval: {judge: accuracy, policies: [sft, grpo]}\n")
+    result = runner.invoke(app, ["pipeline", "--config", str(bad)])
+    assert result.exit_code == 2
+    assert "policies names grpo, which is not a policy stage of this pipeline" in result.output
     bad.write_text("stages:\n  sfft: {}\n")
     result = runner.invoke(app, ["pipeline", "--config", str(bad)])
     assert result.exit_code == 2 and "unknown stage 'sfft'" in result.output

@@ -1,0 +1,129 @@
+"""Answering prompts with a model in memory, and scoring the answers: what ``llmrl eval`` and the held-out task
+metrics of online RL (``eval_<reward>`` every ``eval_steps``) share.
+
+Prompts are written as training writes them (the chat template with its generation prompt, else the
+'Question: ... Answer:' fallback), left-padded and decoded in batches of prompts of similar length; each
+answer is cut after its first end token, so that ``completion_ids`` are the tokens the model produced, as
+online RL passes them to rewards.
+"""
+
+import logging
+import math
+
+from llmrl.data.schemas import plain_prompt
+
+logger = logging.getLogger("llmrl")
+
+
+def prompt_texts(tokenizer, prompts: list) -> list[str]:
+    """Each prompt as the model reads it: conversations through the chat template (generation prompt added)."""
+    texts = []
+    for prompt in prompts:
+        if isinstance(prompt, list) and tokenizer.chat_template:
+            texts.append(tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True))
+        else:
+            texts.append(prompt if isinstance(prompt, str) else plain_prompt(prompt))
+    return texts
+
+
+def end_token_ids(model, tokenizer) -> list[int]:
+    """The tokens that end an answer: the tokenizer's end token and those of the model's generation config."""
+    ends = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    ends = [] if ends is None else [ends] if isinstance(ends, int) else list(ends)
+    return list(dict.fromkeys([tokenizer.eos_token_id, *ends]))
+
+
+def generate(
+    model, tokenizer, prompts: list, max_new_tokens: int, batch_size: int, temperature: float = 0.0, top_p: float = 1.0
+) -> tuple[list[str], list[list[int]]]:
+    """(answers, their token ids up to and including the end token) for each prompt; greedy unless
+    ``temperature`` > 0 (then seeded by the caller's ``set_seed``)."""
+    import torch
+
+    texts = prompt_texts(tokenizer, prompts)
+    lengths = [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+    order = sorted(range(len(texts)), key=lengths.__getitem__)  # batches of similar length: little padding
+    ends = end_token_ids(model, tokenizer)
+    device = next(model.parameters()).device
+    sampling = dict(do_sample=True, temperature=temperature, top_p=top_p, top_k=0) if temperature > 0 else {}
+    was_training = model.training
+    model.eval()
+    answers, token_ids = [""] * len(texts), [[]] * len(texts)
+    try:
+        for start in range(0, len(texts), batch_size):
+            rows = order[start : start + batch_size]
+            batch = tokenizer(
+                [texts[i] for i in rows],
+                return_tensors="pt",
+                padding=True,
+                padding_side="left",
+                add_special_tokens=False,
+            ).to(device)
+            with torch.no_grad():
+                output = model.generate(
+                    **batch,
+                    max_new_tokens=max_new_tokens,
+                    pad_token_id=tokenizer.pad_token_id,
+                    eos_token_id=ends,
+                    **(sampling or {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}),
+                )
+            for i, row in zip(rows, output[:, batch["input_ids"].shape[1] :].tolist(), strict=True):
+                cut = next((k + 1 for k, token in enumerate(row) if token in ends), len(row))
+                token_ids[i] = row[:cut]
+                answers[i] = tokenizer.decode(row[:cut], skip_special_tokens=True).strip()
+    finally:
+        model.train(was_training)
+    return answers, token_ids
+
+
+def score(reward_funcs, prompts: list, answers: list[str], token_ids: list, columns: dict[str, list]) -> dict:
+    """Each reward function's score of each answer (NaN where it gave None), called as online RL calls it."""
+    completions = [
+        [{"role": "assistant", "content": a}] if isinstance(p, list) else a
+        for p, a in zip(prompts, answers, strict=True)
+    ]
+    scores = {}
+    for function in reward_funcs:
+        values = function(prompts=prompts, completions=completions, completion_ids=token_ids, **columns)
+        scores[reward_name(function)] = [math.nan if v is None else float(v) for v in values]
+    return scores
+
+
+def reward_name(function) -> str:
+    return getattr(function, "__name__", None) or type(function).__name__
+
+
+class TaskEval:
+    """Greedy answers to held-out prompts, scored by the run's reward functions: the task metrics of online RL.
+
+    ``__call__(model, accelerator)`` returns ``{"eval_<reward>": mean, "eval_completion_length": mean tokens}``.
+    With several processes each answers its share of the prompts, and the means are over all of them.
+    """
+
+    def __init__(self, dataset, tokenizer, reward_funcs, max_new_tokens: int, batch_size: int):
+        rows = dataset.to_list()
+        self.prompts = [row["prompt"] for row in rows]
+        self.columns = {key: [row[key] for row in rows] for key in rows[0] if key != "prompt"} if rows else {}
+        self.tokenizer, self.reward_funcs = tokenizer, reward_funcs
+        self.max_new_tokens, self.batch_size = max_new_tokens, batch_size
+
+    def __call__(self, model, accelerator) -> dict[str, float]:
+        import torch
+
+        share = range(accelerator.process_index, len(self.prompts), accelerator.num_processes)
+        prompts = [self.prompts[i] for i in share]
+        columns = {key: [values[i] for i in share] for key, values in self.columns.items()}
+        sums: dict[str, float] = {}
+        if prompts:
+            answers, token_ids = generate(model, self.tokenizer, prompts, self.max_new_tokens, self.batch_size)
+            for name, values in score(self.reward_funcs, prompts, answers, token_ids, columns).items():
+                kept = [v for v in values if not math.isnan(v)]
+                sums[name], sums[f"{name}/count"] = sum(kept), len(kept)
+            sums["completion_length"], sums["completion_length/count"] = sum(map(len, token_ids)), len(token_ids)
+        names = [reward_name(f) for f in self.reward_funcs] + ["completion_length"]
+        keys = [key for name in names for key in (name, f"{name}/count")]
+        totals = torch.tensor([float(sums.get(key, 0.0)) for key in keys], device=accelerator.device)
+        if accelerator.num_processes > 1:
+            totals = accelerator.reduce(totals, reduction="sum")
+        totals = dict(zip(keys, totals.tolist(), strict=True))
+        return {f"eval_{name}": totals[name] / totals[f"{name}/count"] for name in names if totals[f"{name}/count"] > 0}
