@@ -212,6 +212,7 @@ class PPOOptions:
     entropy_coef: float = 0.0  # entropy bonus
     whiten_rewards: bool = False  # whiten the per-token rewards before GAE
     kl_coef: float = 0.05  # beta of the per-token KL penalty (rl.beta, when set, takes precedence)
+    value_learning_rate: float | None = None  # the value model's learning rate (None: learning_rate)
 
     def __post_init__(self):
         _check(self.ppo_epochs > 0, "ppo.ppo_epochs", self.ppo_epochs, "> 0")
@@ -222,6 +223,8 @@ class PPOOptions:
         _check(self.vf_coef >= 0, "ppo.vf_coef", self.vf_coef, ">= 0")
         _check(self.entropy_coef >= 0, "ppo.entropy_coef", self.entropy_coef, ">= 0")
         _check(self.kl_coef >= 0, "ppo.kl_coef", self.kl_coef, ">= 0")
+        lr = self.value_learning_rate
+        _check(lr is None or lr > 0, "ppo.value_learning_rate", lr, "> 0 or null")
 
 
 @dataclass

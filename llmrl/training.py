@@ -200,10 +200,49 @@ def online_rl_args(cfg: TrainingConfig, tokenizer) -> tuple[dict, list]:
         use_vllm=cfg.rl.use_vllm,
         vllm_mode=cfg.rl.vllm_mode,
         vllm_server_base_url=cfg.rl.vllm_server_base_url,
+        num_generations_eval=1,  # TRL's sampled evaluation is replaced by greedy task metrics (TaskEvalMixin)
+        eval_on_start=cfg.eval_split is not None,  # the held-out task metrics before the first update, too
     )
     if cfg.rl.beta is not None:
         args["beta"] = cfg.rl.beta
     return args, reward_funcs
+
+
+class TaskEvalMixin:
+    """Online RL's evaluation for TRL's GRPO and RLOO trainers: greedy answers to the eval split, scored by the
+    run's reward functions (``eval_<reward>``; ``llmrl.generation.TaskEval``), in place of TRL's sampled
+    evaluation. Runs at the start, every ``eval_steps`` and at the end, as transformers schedules ``evaluate``."""
+
+    task_eval = None  # a TaskEval, set by the method's build_trainer
+    _last_eval: tuple[int, dict] | None = None
+
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval"):
+        from trl.models.utils import unwrap_model_for_generation
+
+        if self._last_eval and self._last_eval[0] == self.state.global_step:  # the final evaluation, just done
+            return self._last_eval[1]
+        with unwrap_model_for_generation(
+            self.model_wrapped, self.accelerator, gather_deepspeed3_params=self.args.ds3_gather_for_generation
+        ) as model:
+            metrics = self.task_eval(model, self.accelerator)
+        was_training = self.model.training
+        self.model.eval()  # TRL's log() reads its mode from the model: it then adds only evaluation metrics
+        try:
+            self.log(metrics)
+        finally:
+            self.model.train(was_training)
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+        self._last_eval = (self.state.global_step, metrics)
+        return metrics
+
+
+def task_eval(cfg: TrainingConfig, eval_dataset, tokenizer, reward_funcs):
+    """The held-out task metrics of an online-RL run, or None without an eval set."""
+    from llmrl.generation import TaskEval
+
+    if eval_dataset is None:
+        return None
+    return TaskEval(eval_dataset, tokenizer, reward_funcs, cfg.rl.max_completion_length, cfg.per_device_eval_batch_size)
 
 
 def online_rewards(cfg: TrainingConfig, tokenizer) -> tuple[list, list[float]]:

@@ -70,3 +70,52 @@ def test_online_rl_bad_input(tmp_path, monkeypatch, extra, message):
     assert result.exit_code == 2, result.output
     assert message in result.output
     assert not out.exists()
+
+
+def expected_completion_length(model_dir, prompts, max_new_tokens):
+    """The mean length of greedy answers, computed apart from the trainer."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from llmrl.generation import generate
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    _, token_ids = generate(model, AutoTokenizer.from_pretrained(model_dir), prompts, max_new_tokens, batch_size=4)
+    return sum(map(len, token_ids)) / len(token_ids)
+
+
+@pytest.mark.parametrize("method", ["grpo", "rloo"])
+def test_online_rl_scores_greedy_answers_to_the_eval_split(tmp_path, method, tiny_model_path):
+    from llmrl.config import load_config
+    from llmrl.data import load_split
+
+    out = tmp_path / method
+    result = runner.invoke(
+        app,
+        [
+            *tiny_train_args("builtin:prompts", out),
+            "--method",
+            method,
+            "--max-steps",
+            "2",
+            "--set",
+            "rewards=[accuracy,length]",
+            "--set",
+            "rl.max_completion_length=8",
+            "--set",
+            "eval_split=test",
+            "--set",
+            "eval_steps=1",
+            "--set",
+            "data.max_samples=16",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    evals = [r for r in records(out) if "eval_accuracy" in r]
+    assert [r["step"] for r in evals] == [0, 1, 2]  # before the first update, every eval_steps; the end only once
+    for record in evals:
+        assert {"eval_accuracy", "eval_length", "eval_completion_length"} <= set(record)
+        assert 0 <= record["eval_accuracy"] <= 1 and 1 <= record["eval_completion_length"] <= 8
+        assert not any(key.startswith("eval_rewards/") for key in record)  # TRL's sampled evaluation is replaced
+    prompts = [row["prompt"] for row in load_split(load_config(sets=["dataset=builtin:prompts"]), "test")][:16]
+    assert evals[0]["eval_completion_length"] == pytest.approx(expected_completion_length(tiny_model_path, prompts, 8))
+    assert evals[-1]["eval_completion_length"] == pytest.approx(expected_completion_length(out / "final", prompts, 8))

@@ -406,3 +406,24 @@ def test_nan_gradients_stop_ppo_before_the_update_or_are_skipped(tmp_path, caplo
     assert "step 1: NaN or inf gradients, minibatch skipped (1 so far)" in caplog.text
     weights = load_file(final / "model.safetensors")
     assert all(torch.isfinite(w).all() for w in weights.values())
+
+
+def test_ppo_scores_greedy_answers_to_the_eval_split_and_its_value_model_has_its_own_rate(tmp_path):
+    from llmrl.methods.ppo import build_trainer
+
+    cfg = ppo_config(
+        tmp_path,
+        "max_steps=2",
+        "eval_split=test",
+        "eval_steps=1",
+        "data.max_samples=8",
+        "learning_rate=1e-4",
+        "ppo.value_learning_rate=5e-4",
+    )
+    trainer = build_trainer(cfg)
+    assert [group["initial_lr"] for group in trainer.optimizer.param_groups] == [1e-4, 5e-4]
+    run_training(cfg)
+    records = [json.loads(line) for line in (tmp_path / "ppo" / "metrics.jsonl").read_text().splitlines()]
+    evals = [r for r in records if "eval_sevens" in r]
+    assert [r["step"] for r in evals] == [0, 1, 2]
+    assert all(0 <= r["eval_sevens"] <= 1 and 1 <= r["eval_completion_length"] <= 8 for r in evals)

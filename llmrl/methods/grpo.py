@@ -10,11 +10,25 @@ the reward functions. Rewards are named by spec strings (``llmrl/rewards.py``).
 
 from pathlib import Path
 
-from trl import GRPOConfig, GRPOTrainer
+import trl
+from trl import GRPOConfig
 
 from llmrl.config import TrainingConfig
 from llmrl.data import prepare_train_eval
-from llmrl.training import load_model, load_tokenizer, online_rl_args, peft_config, train_and_save, trl_config
+from llmrl.training import (
+    TaskEvalMixin,
+    load_model,
+    load_tokenizer,
+    online_rl_args,
+    peft_config,
+    task_eval,
+    train_and_save,
+    trl_config,
+)
+
+
+class GRPOTrainer(TaskEvalMixin, trl.GRPOTrainer):
+    """TRL's GRPOTrainer, evaluated by the run's rewards on greedy answers to the eval split."""
 
 
 def train(cfg: TrainingConfig) -> Path:
@@ -26,7 +40,7 @@ def build_trainer(cfg: TrainingConfig) -> GRPOTrainer:
     train_dataset, eval_dataset, _ = prepare_train_eval(cfg, tokenizer, "prompt")
     rl_args, reward_funcs = online_rl_args(cfg, tokenizer)
     args = trl_config(cfg, GRPOConfig, **rl_args)
-    return GRPOTrainer(
+    trainer = GRPOTrainer(
         model=load_model(cfg),
         reward_funcs=reward_funcs,
         args=args,
@@ -35,3 +49,5 @@ def build_trainer(cfg: TrainingConfig) -> GRPOTrainer:
         processing_class=tokenizer,
         peft_config=peft_config(cfg),
     )
+    trainer.task_eval = task_eval(cfg, eval_dataset, tokenizer, reward_funcs)
+    return trainer

@@ -52,6 +52,7 @@ from llmrl.training import (
     load_tokenizer,
     online_rewards,
     peft_config,
+    task_eval,
     write_ranks_file,
 )
 
@@ -76,8 +77,8 @@ def build_trainer(cfg: TrainingConfig) -> "PPOTrainer":
                 "or configs/accelerate/multi_gpu.yaml"
             )
     tokenizer = load_tokenizer(cfg)
-    dataset, _, _ = prepare_train_eval(cfg, tokenizer, "prompt")
-    return PPOTrainer(cfg, tokenizer, dataset, resume_from=checkpoint)
+    dataset, eval_dataset, _ = prepare_train_eval(cfg, tokenizer, "prompt")
+    return PPOTrainer(cfg, tokenizer, dataset, eval_dataset, resume_from=checkpoint)
 
 
 @dataclass
@@ -98,7 +99,7 @@ class Rollout:
 class PPOTrainer:
     """The PPO loop: rollouts, GAE, clipped updates of policy and value model, metrics, saving."""
 
-    def __init__(self, cfg: TrainingConfig, tokenizer, dataset, resume_from: Path | None = None):
+    def __init__(self, cfg: TrainingConfig, tokenizer, dataset, eval_dataset=None, resume_from: Path | None = None):
         hardware = detect_hardware(cfg)
         self.cfg, self.tokenizer = cfg, tokenizer
         self.output_dir = Path(cfg.output_dir)
@@ -133,6 +134,7 @@ class PPOTrainer:
                 model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
         self.reward_funcs, self.reward_weights = online_rewards(cfg, tokenizer)
+        self.task_eval = task_eval(cfg, eval_dataset, tokenizer, self.reward_funcs)  # eval_<reward> on held-out prompts
 
         self.mini_batch_size = cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps
         self.rollout_batch_size = self.mini_batch_size * cfg.ppo.num_mini_batches
@@ -154,9 +156,13 @@ class PPOTrainer:
             )
         steps_per_epoch = math.ceil(len(loader) / self.accelerator.num_processes)
         self.total_steps = cfg.max_steps or max(1, math.ceil(cfg.num_train_epochs * steps_per_epoch))
-        parameters = [p for m in (self.policy, self.value_model) for p in m.parameters() if p.requires_grad]
         learning_rate = cfg.learning_rate if cfg.learning_rate is not None else 3e-6
-        self.optimizer = torch.optim.AdamW(parameters, lr=learning_rate, weight_decay=cfg.weight_decay, eps=1e-5)
+        value_learning_rate = cfg.ppo.value_learning_rate or learning_rate  # critics usually learn faster
+        groups = [
+            {"params": [p for p in model.parameters() if p.requires_grad], "lr": lr}
+            for model, lr in ((self.policy, learning_rate), (self.value_model, value_learning_rate))
+        ]
+        self.optimizer = torch.optim.AdamW(groups, lr=learning_rate, weight_decay=cfg.weight_decay, eps=1e-5)
         self.scheduler = get_scheduler(
             cfg.lr_scheduler_type,
             self.optimizer,
@@ -358,8 +364,11 @@ class PPOTrainer:
 
         progress = tqdm(total=self.total_steps, initial=step, desc="PPO", disable=not self.accelerator.is_main_process)
         trackers = Trackers(self.cfg, self.output_dir) if self.accelerator.is_main_process else None
+        eval_every = self.cfg.eval_steps or self.cfg.logging_steps
         try:
             with StopOnSignal() as stop:
+                if self.task_eval and step == 0:
+                    self.evaluate(step, metrics, trackers)
                 batches = self.batches_from(step)
                 while step < self.total_steps:
                     self.step = step  # steps done, for messages from within the update
@@ -380,6 +389,8 @@ class PPOTrainer:
                         if trackers:
                             append_metrics(metrics, {"step": step, **record})
                             trackers.log(record, step)
+                    if self.task_eval and (step % eval_every == 0 or step == self.total_steps):
+                        self.evaluate(step, metrics, trackers)
                     stopping = stop.requested(self.accelerator)
                     if stopping or step % self.cfg.save_steps == 0 or step == self.total_steps:
                         checkpoint = self.save_checkpoint(step)
@@ -390,6 +401,13 @@ class PPOTrainer:
             progress.close()
             if trackers:
                 trackers.close()
+
+    def evaluate(self, step: int, metrics: Path, trackers) -> None:
+        """The held-out task metrics (greedy answers scored by the run's rewards), logged like every record."""
+        record = self.task_eval(self.accelerator.unwrap_model(self.policy), self.accelerator)
+        if trackers:
+            append_metrics(metrics, {"step": step, **record})
+            trackers.log(record, step)
 
     def batches_from(self, step: int):
         """This process's rollout batches, without end, from where ``step`` steps leave off: each epoch's order is

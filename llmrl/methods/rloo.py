@@ -9,11 +9,25 @@ model trained by ``--method reward`` (``rewards=[reward_model:runs/rm/final]``).
 
 from pathlib import Path
 
-from trl import RLOOConfig, RLOOTrainer
+import trl
+from trl import RLOOConfig
 
 from llmrl.config import TrainingConfig
 from llmrl.data import prepare_train_eval
-from llmrl.training import load_model, load_tokenizer, online_rl_args, peft_config, train_and_save, trl_config
+from llmrl.training import (
+    TaskEvalMixin,
+    load_model,
+    load_tokenizer,
+    online_rl_args,
+    peft_config,
+    task_eval,
+    train_and_save,
+    trl_config,
+)
+
+
+class RLOOTrainer(TaskEvalMixin, trl.RLOOTrainer):
+    """TRL's RLOOTrainer, evaluated by the run's rewards on greedy answers to the eval split."""
 
 
 def train(cfg: TrainingConfig) -> Path:
@@ -25,7 +39,7 @@ def build_trainer(cfg: TrainingConfig) -> RLOOTrainer:
     train_dataset, eval_dataset, _ = prepare_train_eval(cfg, tokenizer, "prompt")
     rl_args, reward_funcs = online_rl_args(cfg, tokenizer)
     args = trl_config(cfg, RLOOConfig, **rl_args)
-    return RLOOTrainer(
+    trainer = RLOOTrainer(
         model=load_model(cfg),
         reward_funcs=reward_funcs,
         args=args,
@@ -34,3 +48,5 @@ def build_trainer(cfg: TrainingConfig) -> RLOOTrainer:
         processing_class=tokenizer,
         peft_config=peft_config(cfg),
     )
+    trainer.task_eval = task_eval(cfg, eval_dataset, tokenizer, reward_funcs)
+    return trainer
