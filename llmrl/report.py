@@ -170,23 +170,32 @@ def leaderboard_table(rows: list[dict], run_name: str):
     intervals, and the mean answer length in words."""
     from rich.table import Table
 
-    def with_interval(figure: dict) -> str:
+    def with_interval(figure: dict, sign: str = "") -> str:
         low, high = figure["ci95"]
-        return f"{figure['mean']:.3f} [{low:.3f}, {high:.3f}]"
+        return f"{figure['mean']:{sign}.3f} [{low:{sign}.3f}, {high:{sign}.3f}]"
 
-    table = Table(title=f"leaderboard: {run_name} ({rows[0]['num_prompts']} held-out prompts)")
-    for column in ("policy", "vs", "judge", "win rate [95%]", "mean reward [95%]", "improvement [95%]", "length"):
-        table.add_column(column)
-    for row in sorted(rows, key=lambda r: -r["model_reward"]["mean"]):
-        table.add_row(
+    judges = {judge_name(row["judge"]) for row in rows}
+    judged = f", judged by {judges.pop()}" if len(judges) == 1 else ""
+    table = Table(title=f"leaderboard: {run_name} ({rows[0]['num_prompts']} held-out prompts{judged})", pad_edge=False)
+    headings = ["policy", "vs", *(["judge"] if not judged else []), "win rate [95%]", "mean reward [95%]"]
+    headings += ["improvement [95%]", "length"]
+    cells = [
+        [
             row["policy"],
             reference_name(row["reference"]),
-            judge_name(row["judge"]),
+            *([judge_name(row["judge"])] if not judged else []),
             with_interval(row["win_rate"]),
             with_interval(row["model_reward"]),
-            with_interval(row["reward_improvement"]),
+            with_interval(row["reward_improvement"], sign="+"),
             f"{row['mean_length']:.1f}",
-        )
+        ]
+        for row in sorted(rows, key=lambda r: -r["model_reward"]["mean"])
+    ]
+    for i, heading in enumerate(headings):  # names whole; figures wrap at their spaces
+        whole = [len(line[i]) for line in cells] if i < len(headings) - 4 else []
+        table.add_column(heading, min_width=max([*map(len, heading.split()), *whole]), overflow="fold")
+    for line in cells:
+        table.add_row(*line)
     return table
 
 
