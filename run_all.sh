@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up llmrl (scripts/setup.sh) and run a whole post-training pipeline.
-#   ./run_all.sh --test          offline: built-in model, bundled arithmetic data, every stage (minutes on a CPU)
+#   ./run_all.sh --test          offline: built-in base model, bundled task, every stage (about 4 min on a CPU)
 #   ./run_all.sh --prod          the production preset, configs/pipelines/qwen2.5-0.5b.yaml (Hub and GPU needed)
 #   ./run_all.sh --tmux --test   the same, in a detached tmux session named after the run id
 # The run goes to runs/<run id>/ (printed first); then `llmrl report runs/<run id>` tables and plots it.
