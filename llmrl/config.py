@@ -457,11 +457,25 @@ def _read_cli_text(text: CliText, kind: Any) -> Any:
     if not text.strip() or (type(None) in members and text.strip().lower() in ("null", "none", "~")):
         return None
     if members - {type(None)} == {str}:
-        return str(text)
+        return _unquoted(str(text))
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError:
         return str(text)
+
+
+def _unquoted(text: str) -> str:
+    """A text value as YAML reads a quoted scalar: ``'instruction'`` and ``"#### -?\\d+$"`` lose their quotes
+    (YAML's escapes apply in double quotes where they are valid; a backslash YAML would refuse stays as typed).
+    Unquoted text is kept exactly as typed."""
+    stripped = text.strip()
+    if len(stripped) < 2 or stripped[0] != stripped[-1] or stripped[0] not in "'\"":
+        return text
+    try:
+        value = yaml.safe_load(stripped)
+    except yaml.YAMLError:
+        value = None
+    return value if isinstance(value, str) else stripped[1:-1]
 
 
 def _assign(values: dict[str, Any], dotted_key: str, value: Any) -> None:

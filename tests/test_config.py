@@ -163,3 +163,25 @@ def test_lr_schedulers_are_transformers_schedulers():
     from llmrl.config import LR_SCHEDULERS
 
     assert set(LR_SCHEDULERS) <= {s.value for s in SchedulerType}
+
+
+@pytest.mark.parametrize(
+    "item, key, expected",
+    [
+        ('reward_fns.format_pattern="#### -?\\d+$"', "format_pattern", "#### -?\\d+$"),
+        ("reward_fns.format_pattern='#### -?\\d+$'", "format_pattern", "#### -?\\d+$"),
+        ("data.columns.prompt='instruction'", "prompt", "instruction"),
+        ('data.columns.prompt="instruction"', "prompt", "instruction"),
+        ("data.columns.prompt='it''s'", "prompt", "it's"),
+        ('run_name="a\\tb"', "run_name", "a\tb"),
+        ("run_name=007", "run_name", "007"),
+        ("run_name=it's", "run_name", "it's"),
+        ("run_name='", "run_name", "'"),
+    ],
+)
+def test_set_reads_quoted_text_as_yaml_does(item, key, expected):
+    cfg = load_config(sets=[item])
+    if key == "prompt":
+        assert cfg.data.columns == {"prompt": expected}
+    else:
+        assert getattr(cfg.reward_fns if key == "format_pattern" else cfg, key) == expected
