@@ -79,6 +79,7 @@ def evaluate_all(cfg: TrainingConfig, settings: EvalSettings, comparisons: list[
             answers[comparison.model],
             answers[comparison.reference],
         )
+        responses = {"model": model_responses, "reference": reference_responses}
         results = {
             "name": comparison.name,
             "model": comparison.model,
@@ -89,12 +90,10 @@ def evaluate_all(cfg: TrainingConfig, settings: EvalSettings, comparisons: list[
             "num_prompts": len(prompts),
             **summarize(model_scores, reference_scores, settings.judge, cfg.seed),
             "mean_length": {
-                role: mean([len(completion_text(r).split()) for r in responses])
-                for role, responses in (("model", model_responses), ("reference", reference_responses))
+                role: mean([len(completion_text(r).split()) for r in rs]) for role, rs in responses.items()
             },
             "settings": {**asdict(settings), "seed": cfg.seed},
         }
-        responses = {"model": model_responses, "reference": reference_responses}
         write_outputs(
             comparison.output_dir, results, prompts, responses, {"model": model_scores, "reference": reference_scores}
         )

@@ -41,8 +41,8 @@ def generate(
     import torch
 
     texts = prompt_texts(tokenizer, prompts)
-    lengths = [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
-    order = sorted(range(len(texts)), key=lengths.__getitem__)  # batches of similar length: little padding
+    encoded = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    order = sorted(range(len(texts)), key=lambda i: len(encoded[i]))  # batches of similar length: little padding
     ends = end_token_ids(model, tokenizer)
     device = next(model.parameters()).device
     sampling = dict(do_sample=True, temperature=temperature, top_p=top_p, top_k=0) if temperature > 0 else {}
@@ -52,12 +52,8 @@ def generate(
     try:
         for start in range(0, len(texts), batch_size):
             rows = order[start : start + batch_size]
-            batch = tokenizer(
-                [texts[i] for i in rows],
-                return_tensors="pt",
-                padding=True,
-                padding_side="left",
-                add_special_tokens=False,
+            batch = tokenizer.pad(
+                {"input_ids": [encoded[i] for i in rows]}, return_tensors="pt", padding_side="left"
             ).to(device)
             with torch.no_grad():
                 output = model.generate(

@@ -22,6 +22,8 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
+from llmrl.corpus import pick  # one of the templates, filled in
+
 OUT_DIR = Path(__file__).resolve().parent.parent / "llmrl" / "data" / "samples"
 SEED = 2026
 SIZES = {"sft": (600, 200), "preference": (800, 200), "prompts": (800, 400)}
@@ -49,10 +51,6 @@ def numbers(rng: random.Random, count: int = 2, distinct: bool = True) -> list[i
         values = [rng.randint(1, 60) for _ in range(count)]
         if not distinct or len(set(values)) == count:
             return values
-
-
-def pick(rng: random.Random, templates: tuple[str, ...], **values) -> str:
-    return rng.choice(templates).format(**values)
 
 
 # Each kind asks for one operation or one of the numbers, in several phrasings: what is hard is reading the

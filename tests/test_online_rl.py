@@ -16,30 +16,19 @@ def records(output_dir):
     return [json.loads(line) for line in (output_dir / "metrics.jsonl").read_text().splitlines()]
 
 
+def train_two_steps(method, out, *sets):
+    """Two steps of ``method`` on the tiny model and the bundled prompts, rewarded by accuracy and length,
+    answers of at most 8 tokens; ``sets`` are more --set items."""
+    items = ["rewards=[accuracy,length]", "rl.max_completion_length=8", *sets]
+    args = [*tiny_train_args("builtin:prompts", out), "--method", method, "--max-steps", "2"]
+    result = runner.invoke(app, [*args, *(arg for item in items for arg in ("--set", item))])
+    assert result.exit_code == 0, result.output
+
+
 @pytest.mark.parametrize("method", ["grpo", "rloo"])
 def test_online_rl_runs_and_logs_every_reward(tmp_path, method):
     out = tmp_path / method
-    result = runner.invoke(
-        app,
-        [
-            *tiny_train_args("builtin:prompts", out),
-            "--method",
-            method,
-            "--max-steps",
-            "2",
-            "--set",
-            "rewards=[accuracy,length]",
-            "--set",
-            "reward_weights=[1.0,0.1]",
-            "--set",
-            "rl.max_completion_length=8",
-            "--set",
-            "rl.missing_eos_penalty=0.5",
-            "--set",
-            "logging_steps=1",
-        ],
-    )
-    assert result.exit_code == 0, result.output
+    train_two_steps(method, out, "reward_weights=[1.0,0.1]", "rl.missing_eos_penalty=0.5", "logging_steps=1")
     logged = [r for r in records(out) if "reward" in r]
     assert len(logged) == 2
     for record in logged:
@@ -89,27 +78,7 @@ def test_online_rl_scores_greedy_answers_to_the_eval_split(tmp_path, method, tin
     from llmrl.data import load_split
 
     out = tmp_path / method
-    result = runner.invoke(
-        app,
-        [
-            *tiny_train_args("builtin:prompts", out),
-            "--method",
-            method,
-            "--max-steps",
-            "2",
-            "--set",
-            "rewards=[accuracy,length]",
-            "--set",
-            "rl.max_completion_length=8",
-            "--set",
-            "eval_split=test",
-            "--set",
-            "eval_steps=1",
-            "--set",
-            "data.max_samples=16",
-        ],
-    )
-    assert result.exit_code == 0, result.output
+    train_two_steps(method, out, "eval_split=test", "eval_steps=1", "data.max_samples=16")
     evals = [r for r in records(out) if "eval_accuracy" in r]
     assert [r["step"] for r in evals] == [0, 1, 2]  # before the first update, every eval_steps; the end only once
     for record in evals:
