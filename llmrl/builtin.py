@@ -20,6 +20,7 @@ from pathlib import Path
 from llmrl.data.sources import BUILTIN_PREFIX as PREFIX
 from llmrl.data.sources import SAMPLES_DIR
 from llmrl.errors import LlmrlError
+from llmrl.files import looks_like_path
 
 # Bump when a built preset's recipe changes, so that stale cached copies are rebuilt rather than reused.
 RECIPE_VERSION = 4
@@ -61,14 +62,40 @@ def resolve_model(name: str | None) -> str:
     if name.startswith(PREFIX):
         return str(ensure_builtin(name.removeprefix(PREFIX)))
     name = os.path.expanduser(name)
-    if name.startswith((".", "/")) and not Path(name).exists():
+    if looks_like_path(name) and not Path(name).exists():
         raise LlmrlError(f"model folder not found: {name}")
-    if Path(name).is_dir() and not any((Path(name) / f).is_file() for f in ("config.json", "adapter_config.json")):
+    folder = Path(name)
+    if folder.is_dir() and not any((folder / f).is_file() for f in ("config.json", "adapter_config.json")):
         raise LlmrlError(
             f"{name} is not a model folder: it has no config.json (expected a folder written by save_pretrained, "
             "a hub name, or builtin:tiny / builtin:small)"
         )
     return name
+
+
+def check_weights(name: str) -> None:
+    """Refuse a local model folder that has a config but no weights (a save that stopped midway)."""
+    folder = Path(name)
+    if folder.is_dir() and not any(next(folder.glob(pattern), None) for pattern in WEIGHT_FILES):
+        raise LlmrlError(
+            f"model folder {name} has no weights (*.safetensors or *.bin beside its config.json): "
+            "was its save interrupted? Point to a folder written by save_pretrained"
+        )
+
+
+WEIGHT_FILES = ("*.safetensors", "*.bin", "*.safetensors.index.json", "*.bin.index.json")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "spiece.model", "tiktoken.model", "vocab.txt")
+
+
+def missing_tokenizer(name: str) -> str | None:
+    """For a local model folder without tokenizer files, the sentence that says so (None otherwise)."""
+    folder = Path(name)
+    if folder.is_dir() and not any((folder / f).is_file() for f in TOKENIZER_FILES):
+        return (
+            f"model folder {name} has no tokenizer files ({', '.join(TOKENIZER_FILES)}); save the tokenizer "
+            "beside the model (tokenizer.save_pretrained(FOLDER))"
+        )
+    return None
 
 
 def ensure_builtin(preset: str) -> Path:

@@ -69,6 +69,11 @@ def reported_errors():
         close_progress_bars()
         if type(e).__name__ == "OutOfMemoryError":  # torch's; named here so that the CLI need not import torch
             typer.echo(f"error: out of GPU memory ({first_line(e)}); {OUT_OF_MEMORY_REMEDIES}", err=True)
+        elif isinstance(e, PermissionError) and e.filename:
+            typer.echo(f"error: permission denied on {e.filename}: make it writable or choose another path", err=True)
+            raise typer.Exit(2) from None
+        elif isinstance(e, OSError) and e.filename and e.strerror:
+            typer.echo(f"error: {e.strerror}: {e.filename} (rerun with --debug for the traceback)", err=True)
         else:
             typer.echo(f"error: {type(e).__name__}: {first_line(e)} (rerun with --debug for the traceback)", err=True)
         raise typer.Exit(1) from None
@@ -194,7 +199,9 @@ def eval_command(
     dataset: str | None = typer.Option(
         None, help="Prompts: any dataset the data layer reads (default: ultrafeedback)."
     ),
-    split: str | None = typer.Option(None, help="Held-out split (default: test_prefs for ultrafeedback, else test)."),
+    split: str | None = typer.Option(
+        None, help="Held-out split (default: test; test_prefs for ultrafeedback; a single file's only split)."
+    ),
     num_prompts: int = typer.Option(200, help="Prompts to answer (shuffled with --seed)."),
     output_dir: str | None = typer.Option(None, help="Where results.json and samples.jsonl go."),
     max_new_tokens: int = typer.Option(256, help="Longest response, in tokens."),
@@ -213,11 +220,12 @@ def eval_command(
         flags = dict(model=model, dataset=dataset, split=split, output_dir=output_dir, seed=seed)
         cfg = load_config(config, flags=flags, sets=sets)
         cfg.dataset = cfg.dataset or "ultrafeedback"  # defaults apply after the config file, not over it
-        cfg.split = cfg.split or ("test_prefs" if cfg.dataset == "ultrafeedback" else "test")
         from llmrl.console import setup_console_logging
+        from llmrl.data import eval_split
         from llmrl.evaluation import EvalSettings, evaluate
 
         setup_console_logging()
+        cfg.split = eval_split(cfg)
         settings = EvalSettings(
             judge=judge,
             reference=reference,
@@ -245,7 +253,9 @@ def print_eval_table(results: dict) -> None:
         table.add_row(name.replace("_", " "), f"{results[name]['mean']:.4g}", f"[{low:.4g}, {high:.4g}]")
     for role, length in results["mean_length"].items():
         table.add_row(f"{role} response length (words)", f"{length:.1f}", "")
-    table.caption = f"{results['scored_prompts']} of {results['num_prompts']} prompts scored"
+    asked = results.get("num_prompts_asked", results["num_prompts"])
+    fewer = f" (asked for {asked}; the split has no more)" if asked > results["num_prompts"] else ""
+    table.caption = f"{results['scored_prompts']} of {results['num_prompts']} prompts scored{fewer}"
     Console().print(table)
 
 
@@ -358,6 +368,8 @@ def data_inspect(
         out.print("[bold]rows[/]        " + " -> ".join(f"{escape(step)}: {rows}" for step, rows in report.counts))
         for reason, rows in report.dropped.items():
             out.print(f"  dropped {rows}: {escape(reason)}")
+        for note, rows in report.notes.items():
+            out.print(f"  {escape(note)} ({rows} messages)")
         for name, lengths in (("prompt", report.prompt_lengths), ("full", report.total_lengths)):
             out.print(f"[bold]tokens[/]      {name:<6} " + "  ".join(f"{k} {v}" for k, v in lengths.items()))
         out.print(f"[bold]max_length[/]  {report.max_length} ({escape(report.max_length_note)})")

@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from llmrl.errors import LlmrlError
+from llmrl.files import read_text
 from llmrl.methods import MODULES
 from llmrl.rewards import parse_spec
 
@@ -88,9 +89,10 @@ class DataConfig:
     data_dir: str | None = None  # folder inside a hub dataset repository
     max_samples: int | None = None  # keep only the first N rows of each split (quick experiments)
     columns: dict[str, str] = field(default_factory=dict)  # schema name -> your column, e.g. prompt: instruction
-    language: str | None = None  # keep only rows whose `language` column equals this (e.g. english)
+    language: str | None = None  # keep only rows whose `language` column is this (e.g. english; any case)
     max_prompt_fraction: float = 0.7  # drop examples whose prompt takes more than this fraction of max_length
     eval_fraction: float | None = None  # hold out this fraction of the training split for evaluation
+    skip_bad_rows: bool = False  # drop (and count) rows the schema cannot read, instead of stopping at the first
 
     def __post_init__(self):
         _check(self.max_samples is None or self.max_samples > 0, "data.max_samples", self.max_samples, "> 0")
@@ -426,7 +428,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise LlmrlError(f"config file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.load(read_text(path, "config file"), Loader=UniqueKeyLoader)
     except yaml.YAMLError as e:
         where = getattr(e, "problem_mark", None)
         line = f" (line {where.line + 1}, column {where.column + 1})" if where else ""
@@ -437,6 +439,25 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise LlmrlError(f"config file {path} must hold a mapping of keys to values, got {type(data).__name__}")
     return data
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (plain YAML keeps the last silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"key '{key}' appears twice (lines {seen[key]} and {line}); keep one",
+                    key_node.start_mark,
+                )
+            seen[key] = line
+        return super().construct_mapping(node, deep)
 
 
 class CliText(str):

@@ -17,6 +17,7 @@ from pathlib import Path
 from llmrl.config import TrainingConfig
 from llmrl.errors import LlmrlError, loading_failed
 from llmrl.rewards import build_reward_function, completion_text, parse_spec
+from llmrl.runlock import RunLock
 
 logger = logging.getLogger("llmrl")
 DEFAULT_DATASET, DEFAULT_SPLIT = "ultrafeedback", "test_prefs"
@@ -54,7 +55,8 @@ def evaluate(cfg: TrainingConfig, settings: EvalSettings) -> dict:
     if (output_dir / "results.json").exists() and not settings.overwrite:
         raise LlmrlError(f"{output_dir} already holds eval results; pass --overwrite or choose another --output-dir")
     reference = settings.reference or starting_model(cfg.model)
-    return evaluate_all(cfg, settings, [Comparison(cfg.model, cfg.model, reference, output_dir)])[0]
+    with RunLock(output_dir):  # two evaluations into one folder at once would mix their samples
+        return evaluate_all(cfg, settings, [Comparison(cfg.model, cfg.model, reference, output_dir)])[0]
 
 
 def evaluate_all(cfg: TrainingConfig, settings: EvalSettings, comparisons: list[Comparison]) -> list[dict]:
@@ -88,6 +90,7 @@ def evaluate_all(cfg: TrainingConfig, settings: EvalSettings, comparisons: list[
             "dataset": cfg.dataset,
             "split": cfg.split,
             "num_prompts": len(prompts),
+            "num_prompts_asked": settings.num_prompts,
             **summarize(model_scores, reference_scores, settings.judge, cfg.seed),
             "mean_length": {
                 role: mean([len(completion_text(r).split()) for r in rs]) for role, rs in responses.items()
@@ -128,6 +131,13 @@ def held_out_prompts(cfg: TrainingConfig, settings: EvalSettings) -> tuple[list,
     from llmrl.training import load_tokenizer
 
     dataset, _ = prepare_dataset(cfg, load_tokenizer(cfg), "prompt", cfg.split)
+    if settings.num_prompts > len(dataset):
+        logger.warning(
+            "--num-prompts %d: split '%s' has %d usable prompts, all of which are used",
+            settings.num_prompts,
+            cfg.split,
+            len(dataset),
+        )
     dataset = dataset.shuffle(seed=cfg.seed).select(range(min(settings.num_prompts, len(dataset))))
     rows = dataset.to_list()
     columns = {key: [row[key] for row in rows] for key in rows[0] if key != "prompt"}

@@ -16,7 +16,7 @@ from pathlib import Path
 from llmrl.config import TrainingConfig, from_dict
 from llmrl.errors import LlmrlError, first_line
 from llmrl.interrupt import EXIT_CODES, TrainingInterrupted, forward_sigterm
-from llmrl.runner import check_inputs, complete_checkpoints, resolve_output_dir, run_training
+from llmrl.runner import check_inputs, complete_checkpoints, locked_output_dir, run_training
 
 LAUNCHERS = ("local", "accelerate", "ray")
 # environment variables a Ray worker needs from the driver (a remote node does not inherit them)
@@ -60,22 +60,17 @@ def launch(cfg: TrainingConfig, how: Launch, debug: bool = False) -> Path:
     """Train ``cfg`` as ``how`` says and return the path of the saved ``final/`` model."""
     if how.launcher == "local" or (how.launcher == "accelerate" and how.num_processes == 1):
         return run_training(cfg)
-    prepare_launch(cfg)
-    if how.launcher == "accelerate":
-        run_with_accelerate(cfg, how, debug)
-    else:
-        run_with_ray(cfg, how)
+    check_inputs(cfg)
+    with locked_output_dir(cfg) as (output_dir, _, _):  # one lock for all the processes: they inherit it
+        cfg.output_dir = str(output_dir.resolve())  # each process would otherwise resolve or time-stamp its own
+        if how.launcher == "accelerate":
+            run_with_accelerate(cfg, how, debug)
+        else:
+            run_with_ray(cfg, how)
     final = Path(cfg.output_dir) / "final"
     if not final.is_dir():
         raise LlmrlError(f"the {how.launcher} run ended without writing {final}; see its log above")
     return final
-
-
-def prepare_launch(cfg: TrainingConfig) -> None:
-    """Check the inputs and the output folder before any process starts, and give every process the same
-    absolute output folder (each would otherwise time-stamp, or resolve a relative path, on its own)."""
-    check_inputs(cfg)
-    cfg.output_dir = str(resolve_output_dir(cfg).resolve())
 
 
 def accelerate_command(config_file: Path, how: Launch, cfg: TrainingConfig, debug: bool) -> list[str]:

@@ -21,6 +21,7 @@ import datetime
 import json
 import logging
 import secrets
+import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -30,9 +31,12 @@ from typing import Any
 import yaml
 
 from llmrl.config import TrainingConfig, from_dict, read_yaml
+from llmrl.console import log_to_file, setup_console_logging
+from llmrl.data import eval_split, local_path
 from llmrl.errors import LlmrlError, first_line
 from llmrl.interrupt import TrainingInterrupted
 from llmrl.launch import Launch
+from llmrl.runlock import LOCK_FILE, RunLock
 
 logger = logging.getLogger("llmrl")
 STAGES = ("sft", "reward", "dpo", "kto", "grpo", "rloo", "ppo", "eval")
@@ -41,6 +45,7 @@ STARTS_FROM_SFT = ("reward", "dpo", "kto", "grpo", "rloo", "ppo")
 REWARDED_BY_RM = ("rloo", "ppo")
 EVENT_LOGGERS = ("llmrl", "transformers")  # events.log: stage starts and ends, checkpoints, warnings; no metrics
 EVAL_KEYS = ("judge", "policies", "reference", "num_prompts", "max_new_tokens", "temperature", "batch_size")
+PIPELINE_DECIDES = ("method", "output_dir", "resume", "overwrite")  # keys a stage or the defaults may not set
 LEADERBOARD = "leaderboard.json"  # in the eval stage's folder: one row per evaluated policy
 
 
@@ -78,6 +83,13 @@ def load_pipeline(path: str | Path, stages: list[str] | None = None) -> Pipeline
     pipeline = Pipeline(
         data.get("name") or Path(path).stem, dict(data.get("defaults") or {}), ordered, Path(path), selected
     )
+    for stage, section in [("defaults", pipeline.defaults), *ordered.items()]:
+        decided = [key for key in section if key in PIPELINE_DECIDES]
+        if decided:
+            raise LlmrlError(
+                f"pipeline {path}: {stage} sets {', '.join(decided)}, which the pipeline decides (the method is the "
+                "stage's name, the output folder the run's stage folder; resume with llmrl pipeline --resume RUN_DIR)"
+            )
     for stage, section in ordered.items():
         misplaced = [key for key in section if key in EVAL_KEYS and stage != "eval"]
         if misplaced:
@@ -85,7 +97,14 @@ def load_pipeline(path: str | Path, stages: list[str] | None = None) -> Pipeline
     if "policy" in ordered.get("eval", {}):
         raise LlmrlError(f"pipeline {path}: eval's 'policy' is now 'policies', a list: policies: [NAME, ...]")
     for stage in ordered:  # every stage's config is checked before anything runs
-        stage_config(pipeline, stage, Path("runs/check"))
+        cfg = stage_config(pipeline, stage, Path("runs/check"))
+        if cfg.model is None and stage != "eval":
+            raise LlmrlError(
+                f"pipeline {path}: stage '{stage}' has no model to start from; set one under defaults "
+                "(defaults: {model: builtin:tiny}) or in the stage"
+            )
+        if stage != "eval":
+            local_path(cfg.dataset)  # a missing dataset file is named before any stage runs
     chosen_policies(pipeline)
     return pipeline
 
@@ -200,17 +219,33 @@ def run_pipeline(
 ) -> Path:
     """Run the selected stages into ``run_dir`` (a new run folder unless resuming), each training stage
     launched as ``how`` says (default: in this process); return the run folder."""
-    from llmrl.console import log_to_file, setup_console_logging
-    from llmrl.runner import write_json
-
     if resume:
         if run_dir is None or not (run_dir / "run_info.json").is_file():
             raise LlmrlError(f"--resume {run_dir}: not an llmrl pipeline run folder (no run_info.json)")
     else:
         run_dir = run_dir or new_run_dir()
         run_dir.mkdir(parents=True, exist_ok=True)
-        if any(run_dir.iterdir()):
+        if any(p.name != LOCK_FILE for p in run_dir.iterdir()):
             raise LlmrlError(f"{run_dir} is not empty: a pipeline run never reuses a folder (use --resume)")
+    setup_console_logging()
+    with RunLock(run_dir):  # one lock for every stage: they run inside it, or in processes that inherit it
+        try:
+            return run_locked_pipeline(pipeline, run_dir, resume, how)
+        except BaseException:
+            if not resume and not any(trained_outputs(run_dir)):  # nothing to resume: leave nothing behind
+                shutil.rmtree(run_dir, ignore_errors=True)
+            raise
+
+
+def trained_outputs(run_dir: Path):
+    """The checkpoints and final models of a pipeline run's stages."""
+    for pattern in ("*/checkpoint-*", "*/final"):
+        yield from run_dir.glob(pattern)
+
+
+def run_locked_pipeline(pipeline: Pipeline, run_dir: Path, resume: bool, how: Launch | None) -> Path:
+    from llmrl.runner import write_json
+
     info_path = run_dir / "run_info.json"
     if resume:
         info = json.loads(info_path.read_text())
@@ -228,7 +263,6 @@ def run_pipeline(
             "selected_stages": pipeline.selected,
         }
     info["launcher"] = asdict(how or Launch())  # of the latest attempt
-    setup_console_logging()
     with tee_output(run_dir / "console.log"), log_to_file(run_dir / "events.log", EVENT_LOGGERS):
         logger.info("pipeline %s: stages %s in %s", pipeline.name, ", ".join(pipeline.selected), run_dir)
         for stage in pipeline.selected:
@@ -282,7 +316,7 @@ def run_stage(pipeline: Pipeline, stage: str, run_dir: Path, resume: bool, how: 
         if missing:
             raise LlmrlError(f"pipeline stage 'eval': no model at {', '.join(missing)} (did its stage run?)")
         cfg.model = comparisons[0].model
-        cfg.split = cfg.split or "test"
+        cfg.split = eval_split(cfg)
         try:
             results = evaluate_all(cfg, settings, comparisons)
         finally:

@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from llmrl.builtin import resolve_model
+from llmrl.builtin import check_weights, resolve_model
 from llmrl.config import TrainingConfig
 from llmrl.console import log_to_file, setup_console_logging
 from llmrl.data import local_path
@@ -23,6 +23,7 @@ from llmrl.errors import LlmrlError, first_line
 from llmrl.interrupt import TrainingInterrupted
 from llmrl.memory import free_memory
 from llmrl.methods import MODULES
+from llmrl.runlock import RunLock
 
 PACKAGES = ("llmrl", "torch", "transformers", "trl", "datasets", "peft", "accelerate")
 SECRET_WORDS = ("key", "token", "secret", "password")
@@ -44,46 +45,69 @@ def run_training(cfg: TrainingConfig) -> Path:
     from llmrl.training import detect_hardware
 
     check_inputs(cfg)
-    created = cfg.output_dir is None or not Path(cfg.output_dir).exists()
-    output_dir = prepare_output_dir(cfg)
-    replaced = set_aside_previous_run(output_dir) if cfg.overwrite and _is_main_process() else None
-    os.environ["TENSORBOARD_LOGGING_DIR"] = str(output_dir / "tensorboard")  # read by transformers' callback
-    os.environ["WANDB_DIR"] = str(output_dir)  # W&B's files (offline runs too) stay with the run
     setup_console_logging()
-    info = {
-        "method": cfg.method,
-        "status": "running",
-        "start_time": _now(),
-        "end_time": None,
-        "world_size": int(os.environ.get("WORLD_SIZE", "1")),
-        "config": redact(cfg.to_dict()),
-        "versions": package_versions(),
-        "git_commit": git_commit(),
-        "hardware": hardware_summary(),
-    }
-    write_run_info(output_dir, info)
-    started = time.monotonic()
-    with log_to_file(output_dir / "train.log") if _is_main_process() else contextlib.nullcontext():
-        logger.info("training %s: model %s, dataset %s, output %s", cfg.method, cfg.model, cfg.dataset, output_dir)
-        logger.info(detect_hardware(cfg).summary())
-        try:
-            method = importlib.import_module(MODULES[cfg.method])
-            final = method.train(cfg)
-            info.update(status="completed", final_dir=str(final))
-            return final
-        except (KeyboardInterrupt, TrainingInterrupted):
-            info["status"] = "interrupted"
-            raise
-        except BaseException as e:
-            info.update(status="failed", error=f"{type(e).__name__}: {first_line(e)}")
-            raise
-        finally:
-            info.update(end_time=_now(), wall_seconds=round(time.monotonic() - started, 2))
-            write_run_info(output_dir, info)
-            finish_trackers()
-            free_memory()
-            if _is_main_process():
-                settle_output_dir(output_dir, replaced, created)
+    with locked_output_dir(cfg) as (output_dir, created, resumed_changes):
+        replaced = set_aside_previous_run(output_dir) if cfg.overwrite and _is_main_process() else None
+        os.environ["TENSORBOARD_LOGGING_DIR"] = str(output_dir / "tensorboard")  # read by transformers' callback
+        os.environ["WANDB_DIR"] = str(output_dir)  # W&B's files (offline runs too) stay with the run
+        info = {
+            "method": cfg.method,
+            "status": "running",
+            "start_time": _now(),
+            "end_time": None,
+            "world_size": int(os.environ.get("WORLD_SIZE", "1")),
+            "config": redact(cfg.to_dict()),
+            "versions": package_versions(),
+            "git_commit": git_commit(),
+            "hardware": hardware_summary(),
+        }
+        write_run_info(output_dir, info)
+        started = time.monotonic()
+        with log_to_file(output_dir / "train.log") if _is_main_process() else contextlib.nullcontext():
+            logger.info("training %s: model %s, dataset %s, output %s", cfg.method, cfg.model, cfg.dataset, output_dir)
+            for change in resumed_changes:
+                logger.info("resume: %s (changed since the run was started)", change)
+            logger.info(detect_hardware(cfg).summary())
+            try:
+                method = importlib.import_module(MODULES[cfg.method])
+                final = method.train(cfg)
+                info.update(status="completed", final_dir=str(final))
+                return final
+            except (KeyboardInterrupt, TrainingInterrupted):
+                info["status"] = "interrupted"
+                raise
+            except BaseException as e:
+                info.update(status="failed", error=f"{type(e).__name__}: {first_line(e)}")
+                raise
+            finally:
+                info.update(end_time=_now(), wall_seconds=round(time.monotonic() - started, 2))
+                write_run_info(output_dir, info)
+                finish_trackers()
+                free_memory()
+                if _is_main_process():
+                    settle_output_dir(output_dir, replaced, created)
+
+
+@contextlib.contextmanager
+def locked_output_dir(cfg: TrainingConfig):
+    """Name the run's folder, hold its lock for the run (creating it) and check that this run may write there.
+    Yields the folder, whether this run created it, and what a resumed run changed (allowed changes, to log);
+    a run refused here leaves nothing behind."""
+    output_dir = name_output_dir(cfg)
+    created = not output_dir.exists()
+    lock = RunLock(output_dir)
+    if _is_main_process():  # the other processes of a distributed run write into the folder rank 0 holds
+        lock.acquire()
+    try:
+        resolve_output_dir(cfg)
+        changes = resume_changes(cfg, output_dir) if cfg.resume else []
+    except BaseException:
+        lock.release(remove_if_created=True)
+        raise
+    try:
+        yield output_dir, created, changes
+    finally:
+        lock.release(remove_if_created=True)  # the folder goes only if nothing but the lock is there
 
 
 def check_inputs(cfg: TrainingConfig) -> None:
@@ -92,24 +116,22 @@ def check_inputs(cfg: TrainingConfig) -> None:
 
     local_path(cfg.dataset)
     detect_hardware(cfg)  # fp16 or QLoRA without CUDA fail here, not after the data is prepared
-    resolve_model(cfg.model)
+    check_weights(resolve_model(cfg.model))
 
 
-def prepare_output_dir(cfg: TrainingConfig) -> Path:
-    """Create the run's folder (named and checked by ``resolve_output_dir``)."""
-    output_dir = resolve_output_dir(cfg)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    return output_dir
-
-
-def resolve_output_dir(cfg: TrainingConfig) -> Path:
-    """Name the run's folder (time-stamped when ``output_dir`` is unset) and refuse to overwrite a finished or
-    interrupted run unless asked to. Writes nothing, so launchers can check before they start processes."""
+def name_output_dir(cfg: TrainingConfig) -> Path:
+    """The run's folder: ``output_dir``, or a time-stamped one under runs/ when it is unset."""
     if cfg.output_dir is None:
         if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # each process would pick its own time-stamped folder
             raise LlmrlError("with several processes, name the run's folder: pass --output-dir")
         cfg.output_dir = f"runs/{cfg.method}-{datetime.datetime.now():%Y%m%d-%H%M%S}"
-    output_dir = Path(cfg.output_dir)
+    return Path(cfg.output_dir)
+
+
+def resolve_output_dir(cfg: TrainingConfig) -> Path:
+    """Name the run's folder and refuse to overwrite a finished or interrupted run unless asked to. Writes
+    nothing, so launchers can check before they start processes."""
+    output_dir = name_output_dir(cfg)
     if output_dir.exists() and not output_dir.is_dir():
         raise LlmrlError(f"output_dir {output_dir} exists and is not a folder")
     checkpoints = sorted(output_dir.glob("checkpoint-*"))
@@ -130,6 +152,78 @@ def resolve_output_dir(cfg: TrainingConfig) -> Path:
                 "or --overwrite to start over"
             )
     return output_dir
+
+
+# settings that may differ when a run is resumed: how long it runs, what it logs and saves, and how it computes
+RESUMABLE = (
+    "output_dir", "resume", "overwrite", "max_steps", "num_train_epochs", "logging_steps", "save_steps",
+    "save_total_limit", "eval_steps", "eval_split", "per_device_eval_batch_size", "report_to", "project",
+    "run_name", "on_nonfinite", "attn_implementation", "gradient_checkpointing", "use_liger_kernel",
+    "trust_remote_code", "api", "reward_fns.batch_size",
+)  # fmt: skip
+METHOD_SECTIONS = ("sft", "reward", "dpo", "kto", "ppo")  # each read by its method only
+ONLINE_SECTIONS = ("rl", "rewards", "reward_weights", "reward_fns")  # read by the online methods
+ONLINE = ("grpo", "rloo", "ppo")
+
+
+def resume_changes(cfg: TrainingConfig, output_dir: Path) -> list[str]:
+    """Compare a resumed run's config with the one its folder recorded: refuse, naming each difference, when
+    the method, model, data or training settings differ; return the changes that are allowed, to log them."""
+    try:
+        recorded = json.loads((output_dir / "run_info.json").read_text())["config"]
+    except (OSError, ValueError, KeyError, TypeError):
+        logger.warning("--resume: %s has no readable run_info.json; cannot check that the config matches", output_dir)
+        return []
+    allowed, refused = [], []
+    for key, old, new in config_differences(flatten(recorded), flatten(cfg.to_dict())):
+        if not applies_to(key, cfg.method):
+            continue
+        change = f"{key} {old!r} -> {new!r}"
+        (allowed if key in RESUMABLE or key.split(".")[0] in RESUMABLE else refused).append(change)
+    if refused:
+        raise LlmrlError(
+            f"--resume {output_dir}: the config differs from the run's ({'; '.join(refused)}); resume with the "
+            "run's settings, or start a new run (another --output-dir, or --overwrite)"
+        )
+    return allowed
+
+
+def applies_to(key: str, method: str) -> bool:
+    """Whether a config key matters to ``method`` (the options of other methods do not)."""
+    section = key.split(".")[0]
+    if section in METHOD_SECTIONS:
+        return section == method
+    return section not in ONLINE_SECTIONS or method in ONLINE
+
+
+def config_differences(old: dict, new: dict):
+    """(key, old, new) for each key whose value differs; keys missing from the record or redacted are skipped."""
+    for key, value in new.items():
+        if key not in old or old[key] == "***":
+            continue
+        if same_value(old[key]) != same_value(value):
+            yield key, old[key], value
+
+
+def same_value(value):
+    """A value in a comparable form: paths that exist as absolute paths (a relative run folder is the same run)."""
+    if isinstance(value, list):
+        return [same_value(v) for v in value]
+    if isinstance(value, str):
+        prefix, _, path = value.rpartition(":") if value.startswith("reward_model:") else ("", "", value)
+        if path and os.path.exists(path):
+            return f"{prefix}{':' if prefix else ''}{os.path.realpath(path)}"
+    return value
+
+
+def flatten(values: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in values.items():
+        if isinstance(value, dict) and key != "columns":
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 PPO_STATE = "ppo_state.json"  # what PPO's checkpoints hold in place of the Trainer's trainer_state.json

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 
-from llmrl.builtin import resolve_model
+from llmrl.builtin import missing_tokenizer, resolve_model
 from llmrl.config import ONLINE_METHODS, TrainingConfig
 from llmrl.errors import LlmrlError, loading_failed
 
@@ -285,10 +285,11 @@ def model_config(model: str | None, trust_remote_code: bool):
 
 def load_tokenizer(cfg: TrainingConfig):
     """The model's tokenizer, with a pad token (the EOS token when the model has none)."""
+    path = resolve_model(cfg.model)
+    if missing := missing_tokenizer(path):
+        raise LlmrlError(f"could not load the tokenizer of model '{cfg.model}': {missing}")
     try:
-        tokenizer = AutoTokenizer.from_pretrained(
-            resolve_model(cfg.model), trust_remote_code=cfg.trusts_code_of(cfg.model)
-        )
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=cfg.trusts_code_of(cfg.model))
     except (OSError, ValueError) as e:
         raise loading_failed(f"could not load the tokenizer of model '{cfg.model}'", e, cfg.model) from e
     if tokenizer.pad_token is None:
@@ -411,10 +412,13 @@ class NonFiniteError(LlmrlError):
         from llmrl.runner import complete_checkpoints
 
         kept = complete_checkpoints(Path(output_dir))
-        last = f"the last good checkpoint is {kept[-1]}" if kept else "no checkpoint was saved before it"
+        if kept:
+            last = f"the last good checkpoint is {kept[-1]}; lower learning_rate (then --resume)"
+        else:  # nothing of this run to resume (an --overwrite run puts the earlier run back)
+            last = "no checkpoint was saved before it; lower learning_rate and run the command again"
         super().__init__(
-            f"NaN or inf {what} at step {step}: training stopped before the update and {last}; "
-            "lower learning_rate (then --resume), or set on_nonfinite=skip to skip such batches"
+            f"NaN or inf {what} at step {step}: training stopped before the update and {last}, "
+            "or set on_nonfinite=skip to skip such batches"
         )
 
 

@@ -10,15 +10,20 @@ Out-of-memory is simulated (a GPU run cannot be asked to fail reliably), in its 
 """
 
 import json
+import os
+import shutil
 import socket
+import subprocess
+import sys
 import traceback
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+from llmrl.builtin import ensure_builtin
 from llmrl.cli import app
-from llmrl.errors import LlmrlError
+from llmrl.errors import LlmrlError, first_line
 
 runner = CliRunner()
 TRAIN = ["train", "--model", "builtin:tiny", "--output-dir", "{out}", "--max-steps", "1"]
@@ -79,8 +84,56 @@ CASES = [
         "max-length-below-prompt-limit-existing-run",
         existing=True,
     ),
+    case(
+        [*SFT, "--config", "{tmp}/twice.yaml"],
+        ["twice.yaml", "key 'max_steps' appears twice", "lines 1 and 3"],
+        "duplicate-yaml-key",
+    ),
+    case(
+        [*SFT, "--config", "{tmp}/twice_nested.yaml"],
+        ["key 'r' appears twice", "lines 2 and 3"],
+        "duplicate-nested-yaml-key",
+    ),
+    case([*SFT, "--config", "{tmp}/latin1.yaml"], ["latin1.yaml", "not UTF-8", "line 1"], "config-not-utf8"),
+    # pipeline files
+    case(
+        ["pipeline", "--config", "{tmp}/twice_pipeline.yaml", "--run-dir", "{out}"],
+        ["key 'sft' appears twice"],
+        "pipeline-duplicate-stage",
+    ),
+    case(
+        ["pipeline", "--config", "{tmp}/method_pipeline.yaml", "--run-dir", "{out}"],
+        ["stage", "method", "the pipeline decides"],
+        "pipeline-stage-sets-method",
+    ),
+    case(
+        ["pipeline", "--config", "{tmp}/output_pipeline.yaml", "--run-dir", "{out}"],
+        ["defaults sets output_dir", "the pipeline decides"],
+        "pipeline-defaults-set-output-dir",
+    ),
+    case(
+        ["pipeline", "--config", "{tmp}/nomodel_pipeline.yaml", "--run-dir", "{out}"],
+        ["stage 'sft' has no model", "defaults"],
+        "pipeline-without-a-model",
+    ),
+    case(
+        ["pipeline", "--config", "{tmp}/badmodel_pipeline.yaml", "--run-dir", "{out}"],
+        ["model folder not found", "no/such/model"],
+        "pipeline-model-missing-leaves-no-run",
+    ),
     # the model
     case([*SFT, "--model", "{tmp}/no-such-model"], ["model folder not found", "no-such-model"], "model-path-missing"),
+    case([*SFT, "--model", "runs/no/such/final"], ["model folder not found", "runs/no/such/final"], "model-relpath"),
+    case(
+        [*SFT, "--model", "{tmp}/config-only"],
+        ["config-only", "no weights", "save_pretrained"],
+        "model-folder-with-only-config",
+    ),
+    case(
+        [*SFT, "--model", "{tmp}/no-tokenizer"],
+        ["no-tokenizer", "no tokenizer files", "tokenizer.save_pretrained"],
+        "model-folder-without-tokenizer",
+    ),
     case(
         [*SFT, "--model", "{tmp}/not-a-model"],
         ["not-a-model", ("not a model", "no model", "config.json")],
@@ -121,7 +174,33 @@ CASES = [
         "columns-match-no-schema-existing-run",
         existing=True,
     ),
+    case([*TRAIN, "--dataset", "data/sub/missing"], ["not found", "data/sub/missing"], "dataset-relpath-missing"),
+    case([*TRAIN, "--dataset", "{tmp}/latin1.jsonl"], ["latin1.jsonl", "not UTF-8", "line 2"], "dataset-not-utf8"),
+    case([*TRAIN, "--dataset", "{tmp}/latin1.csv"], ["latin1.csv", "not UTF-8", "line 2"], "csv-not-utf8"),
+    case([*TRAIN, "--dataset", "{tmp}/quote.csv"], ["quote.csv", "line 2", "quotes"], "csv-unclosed-quote"),
+    case([*TRAIN, "--dataset", "{tmp}/fields.csv"], ["fields.csv", "line 3", "3 fields"], "csv-extra-field"),
+    case(
+        [*TRAIN, "--dataset", "{tmp}/image.jsonl"],
+        ["image.jsonl", "row 2", "'image_url' part", "skip_bad_rows"],
+        "dataset-image-part",
+    ),
+    case(
+        [*TRAIN, "--dataset", "{tmp}/null_row.jsonl"],
+        ["null_row.jsonl", "row 2", "null", "skip_bad_rows"],
+        "dataset-null-row",
+    ),
+    case(
+        [*TRAIN, "--dataset", "{tmp}/mixed.jsonl"],
+        ["row 2", "another schema (prompt + completion)"],
+        "dataset-mixed-schemas",
+        existing=True,
+    ),
     # rewards and judges
+    case(
+        [*RLOO, "--set", "rewards=[reward_model:runs/nope/final]"],
+        ["model folder not found", "runs/nope/final"],
+        "reward-model-path-missing",
+    ),
     case(
         [*RLOO, "--set", "rewards=[reward_model:{tiny}]"],
         ["{tiny}", "not a reward model", "LlamaForCausalLM", "--method reward"],
@@ -198,6 +277,33 @@ def bad_inputs(tmp_path, monkeypatch) -> dict[str, str]:
     (tmp_path / "odd_columns.jsonl").write_text(json.dumps({"colour": "red", "shape": "round"}) + "\n")
     (tmp_path / "not-a-model").mkdir()
     (tmp_path / "not-a-model" / "notes.txt").write_text("not a model\n")
+    (tmp_path / "twice.yaml").write_text("max_steps: 1\nlearning_rate: 1.0e-4\nmax_steps: 2\n")
+    (tmp_path / "twice_nested.yaml").write_text("lora:\n  r: 4\n  r: 8\n")
+    (tmp_path / "latin1.yaml").write_bytes("run_name: café\n".encode("latin1"))
+    stage = "  sft:\n    dataset: builtin:sft\n    max_steps: 1\n"
+    (tmp_path / "twice_pipeline.yaml").write_text(f"defaults:\n  model: builtin:tiny\nstages:\n{stage}{stage}")
+    (tmp_path / "method_pipeline.yaml").write_text(
+        f"defaults:\n  model: builtin:tiny\nstages:\n{stage}    method: dpo\n"
+    )
+    (tmp_path / "output_pipeline.yaml").write_text(
+        f"defaults:\n  model: builtin:tiny\n  output_dir: x\nstages:\n{stage}"
+    )
+    (tmp_path / "nomodel_pipeline.yaml").write_text(f"stages:\n{stage}")
+    (tmp_path / "badmodel_pipeline.yaml").write_text(f"defaults:\n  model: ./no/such/model\nstages:\n{stage}")
+    (tmp_path / "latin1.jsonl").write_bytes((json.dumps(good) + '\n{"text": "café"}\n').encode("latin1"))
+    (tmp_path / "latin1.csv").write_bytes("prompt,completion\nhi,café\n".encode("latin1"))
+    (tmp_path / "quote.csv").write_text('prompt,completion\n"what is 1+1?,2\nhi,there\n')
+    (tmp_path / "fields.csv").write_text("prompt,completion\nhi,there\n1,+1,2\n")
+    image = {"type": "image_url", "image_url": {"url": "cat.png"}}
+    image_row = {"messages": [{"role": "user", "content": [image]}, {"role": "assistant", "content": "a cat"}]}
+    (tmp_path / "image.jsonl").write_text(json.dumps(good) + "\n" + json.dumps(image_row) + "\n")
+    (tmp_path / "null_row.jsonl").write_text(json.dumps(good) + '\n{"messages": null}\n')
+    (tmp_path / "mixed.jsonl").write_text(json.dumps(good) + '\n{"prompt": "1+1?", "completion": "2"}\n')
+    tiny = ensure_builtin("tiny")
+    for folder, files in (("config-only", ["config.json"]), ("no-tokenizer", ["config.json", "model.safetensors"])):
+        (tmp_path / folder).mkdir()
+        for name in files:
+            shutil.copy(tiny / name, tmp_path / folder / name)
     with socket.socket() as s:  # a port nothing listens on once the socket is closed
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -302,3 +408,57 @@ def test_debug_shows_the_traceback(bad_inputs):
     assert shown.startswith("Traceback") and "llmrl/data/sources.py" in shown
     assert "error:" not in result.stderr
     assert not out.exists(), f"left behind: {sorted(snapshot(out))}"
+
+
+def test_a_read_only_output_folder_names_the_folder_and_what_to_do(tmp_path, chat_jsonl):
+    """A folder the user may not write into (root may write everywhere: for root the folder is made immutable)."""
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    if os.getuid() == 0:
+        if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(locked)]).returncode != 0:
+            pytest.skip("root writes everywhere, and this file system cannot make a folder immutable")
+    else:
+        locked.chmod(0o555)
+    try:
+        result = runner.invoke(app, fill([*SFT, "--dataset", str(chat_jsonl)], {"out": str(locked / "run")}))
+    finally:
+        if os.getuid() == 0:
+            subprocess.run(["chattr", "-i", str(locked)], check=True)
+        locked.chmod(0o755)
+
+    line = assert_one_clear_line(result, [f"cannot write the output folder {locked / 'run'}", f"on {locked}"])
+    assert line.endswith(f"make it writable (chmod u+w {locked}) or choose another folder")
+    assert result.exit_code == 2 and not (locked / "run").exists()
+
+
+def test_a_broken_env_file_warns_naming_the_line_and_the_command_runs(tmp_path):
+    """.env is read by the llmrl command (a real process): bad lines and a file that is not UTF-8 are warnings."""
+    command = [sys.executable, "-m", "llmrl", "train", "--model", "builtin:tiny", "--print-config"]
+
+    def run():
+        return subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=120)
+
+    (tmp_path / ".env").write_text('LLMRL_TEST_GOOD=1\nnot a line\nMY KEY=2\nQUOTED="unclosed\n')
+    result = run()
+    assert result.returncode == 0, result.stderr
+    assert ".env line 2 is not KEY=VALUE" in result.stderr and ".env line 3 is not KEY=VALUE" in result.stderr
+    assert ".env line 4: the value of QUOTED has no closing quote" in result.stderr
+    assert "unclosed" not in result.stderr  # values are never echoed
+
+    (tmp_path / ".env").write_bytes("KEY=café\n".encode("latin1"))
+    result = run()
+    assert result.returncode == 0 and "method: sft" in result.stdout, result.stderr
+    warning = "warning: the environment file .env is not UTF-8 text: line 1, column 8 has byte 0xe9"
+    assert warning in result.stderr and "its variables were not loaded" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_messages_are_never_cut_mid_sentence():
+    error = OSError(
+        "Couldn't instantiate the backend tokenizer from one of: \n(1) a file,\n(2) a slow tokenizer.\n\nMore"
+    )
+    assert (
+        first_line(error) == "Couldn't instantiate the backend tokenizer from one of: (1) a file, (2) a slow tokenizer."
+    )
+    long = ValueError("word " * 200)
+    assert first_line(long).endswith("word ...") and len(first_line(long)) <= 304

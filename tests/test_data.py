@@ -182,7 +182,7 @@ def test_helpsteer3_ties_are_dropped_and_language_filter(prepare):
         ("language = english", 3),
         ("normalized (HelpSteer3: context + response1 + response2 + overall_preference)", 2),
     ]
-    assert report.dropped == {"tie (overall_preference = 0)": 1}
+    assert report.dropped == {"language is not 'english' (found: german (1))": 1, "tie (overall_preference = 0)": 1}
 
 
 def test_identical_pairs_are_dropped(prepare):
@@ -271,8 +271,97 @@ def test_columns_matching_no_schema_list_columns_and_schemas(prepare):
 
 
 def test_bad_message_lists(prepare):
-    with pytest.raises(LlmrlError, match="column 'messages' must hold text or a list of {role, content} messages"):
+    with pytest.raises(LlmrlError, match="row 1: message 1 of column 'messages' must be a {role, content} message"):
         prepare([{"messages": [{"speaker": "me"}]}], "sft")
+    with pytest.raises(LlmrlError, match="row 1: column 'messages' must hold text or a list of {role, content}"):
+        prepare([{"messages": 7}], "sft")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Real-world rows (issue 17): part lists, role aliases, ShareGPT, nulls, mixed schemas, language case
+
+
+def test_content_as_a_list_of_text_parts_is_joined(prepare):
+    parts = [{"type": "text", "text": "What is 2+2?"}, {"type": "input_text", "text": "Be brief."}]
+    answer = [{"type": "output_text", "text": "4"}]
+    rows, report = prepare([{"messages": [{"role": "user", "content": parts}, A(answer)]}], "sft")
+    assert rows == [{"messages": [U("What is 2+2?\nBe brief."), A("4")]}]  # "4" stays text, not the number 4
+    assert report.notes == {"content given as a list of text parts, joined": 2}
+    rows, _ = prepare([{"prompt": [{"role": "user", "content": parts}], "chosen": "a", "rejected": "b"}], "preference")
+    assert rows[0]["prompt"] == [U("What is 2+2?\nBe brief.")]
+    rows, _ = prepare([{"prompt": [{"role": "user", "content": parts}]}], "prompt")
+    assert rows == [{"prompt": [U("What is 2+2?\nBe brief.")]}]
+
+
+@pytest.mark.parametrize(
+    "part", [{"type": "image_url", "image_url": {"url": "x.png"}}, {"type": "input_audio", "input_audio": {}}]
+)
+def test_non_text_parts_are_refused_naming_the_row(prepare, part):
+    good = {"messages": [U("hi"), A("hello")]}
+    bad = {"messages": [{"role": "user", "content": [{"type": "text", "text": "what is this?"}, part]}, A("a cat")]}
+    with pytest.raises(LlmrlError) as error:
+        prepare([good, bad], "sft")
+    message = str(error.value)
+    assert "row 2" in message and f"'{part['type']}' part" in message and "text" in message
+    assert "data.skip_bad_rows=true" in message
+
+
+def test_role_aliases_and_sharegpt_turns(prepare):
+    aliased = {"messages": [{"role": "System", "content": "Be brief."}, {"role": "human", "content": "2+2?"}]}
+    aliased["messages"].append({"role": "gpt", "content": "4"})
+    rows, report = prepare([aliased], "sft")
+    assert rows == [{"messages": [S("Be brief."), U("2+2?"), A("4")]}]
+    assert report.notes == {"role 'System' read as 'system'": 1, "role 'human' read as 'user'": 1,
+                            "role 'gpt' read as 'assistant'": 1}  # fmt: skip
+    for role in ("model", "bot", "Assistant", "AI", "chatbot"):
+        rows, _ = prepare([{"messages": [U("q"), {"role": role, "content": "a"}]}], "sft")
+        assert rows == [{"messages": [U("q"), A("a")]}], role
+    sharegpt = {"conversations": [{"from": "human", "value": "2+2?"}, {"from": "gpt", "value": "4"}]}
+    rows, report = prepare([sharegpt], "sft")
+    assert rows == [{"messages": [U("2+2?"), A("4")]}] and report.schema == "conversations (ShareGPT)"
+    rows, _ = prepare([sharegpt], "prompt")
+    assert rows == [{"prompt": [U("2+2?")]}]
+
+
+@pytest.mark.parametrize(
+    "bad_row, words",
+    [
+        ({"messages": None}, ["column 'messages' is empty (null)"]),
+        ({"prompt": "p", "completion": "c"}, ["another schema (prompt + completion)", "one file holds one schema"]),
+        ({"messages": [U("q"), A(None)], "x": None}, None),  # a null content is an empty answer, not an error
+    ],
+    ids=["null", "mixed-schemas", "null-content"],
+)
+def test_a_bad_row_is_named_or_skipped_and_counted(prepare, bad_row, words):
+    good = {"messages": [U("q"), A("a")]}
+    if words is None:
+        rows, _ = prepare([good, bad_row], "sft")
+        assert rows[1] == {"messages": [U("q"), A("")]}
+        return
+    with pytest.raises(LlmrlError) as error:
+        prepare([good, bad_row, good], "sft")
+    message = str(error.value)
+    assert "row 2:" in message and "rows read as messages" in message and "data.skip_bad_rows=true" in message
+    assert all(word in message for word in words), message
+    rows, report = prepare([good, bad_row, good], "sft", "data.skip_bad_rows=true")
+    assert rows == [{"messages": [U("q"), A("a")]}] * 2
+    assert list(report.dropped.values()) == [1] and "data.skip_bad_rows" in next(iter(report.dropped))
+
+
+def test_null_text_columns_are_bad_rows(prepare):
+    with pytest.raises(LlmrlError, match="row 1: column 'question' is empty"):
+        prepare([{"question": None, "answer": "4"}], "sft")
+    rows, _ = prepare([{"question": "2+2?", "answer": 4}], "sft")  # a number is written out
+    assert rows == [{"prompt": [U("2+2?")], "completion": [A("4")]}]
+
+
+def test_language_is_compared_without_case_and_drops_say_why(prepare):
+    data = [{"prompt": "p", "completion": "c", "language": language} for language in ("English", "english ", "fr")]
+    rows, report = prepare(data, "sft", "data.language=ENGLISH")
+    assert len(rows) == 2
+    assert report.dropped == {"language is not 'ENGLISH' (found: fr (1))": 1}
+    with pytest.raises(LlmrlError, match=r"3 language is not 'de' \(found: English \(1\), english  \(1\), fr"):
+        prepare(data, "sft", "data.language=de")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -402,7 +491,23 @@ def test_max_samples():
         ),
         ("bad.json", '[\n  {"prompt": "a"},\n  {"prompt": }\n]', r"bad.json: line 3 is not valid JSON"),
         ("empty.jsonl", "", r"dataset file .*empty.jsonl is empty"),
-        ("binary.jsonl", b"\xff\xfe\x00garbage", r"could not read dataset"),
+        ("binary.jsonl", b"\xff\xfe\x00garbage", r"binary.jsonl is not UTF-8 text: line 1, column 1 has byte 0xff"),
+        (
+            "latin1.jsonl",
+            '{"prompt": "a"}\n{"prompt": "café"}\n'.encode("latin1"),
+            r"latin1.jsonl is not UTF-8 text: line 2",
+        ),
+        (
+            "latin1.csv",
+            "prompt,completion\nhi,café\n".encode("latin1"),
+            r"latin1.csv is not UTF-8 text: line 2, column 7",
+        ),
+        ("quote.csv", 'prompt,completion\nhi,there\n"what is 1+1?,2\nok,fine\n', r"quote.csv: the row from line 3 on"),
+        (
+            "fields.csv",
+            "prompt,completion\nhi,there\nhi,there,again\n",
+            r"fields.csv: line 3 has 3 fields, the header 2",
+        ),
     ],
 )
 def test_bad_files(tmp_path, name, content, message):
@@ -485,6 +590,8 @@ def test_data_inspect(tmp_path):
     assert "loaded: 2 -> normalized (prompt + completion): 2 -> prompt <= 179 tokens: 1" in out.replace("\n", " ")
     assert "dropped 1: prompt longer than 70% of max_length (179 tokens)" in out
     assert "tokens      prompt p50" in out and "max_length  256 (as set)" in out
+    result = runner.invoke(app, ["data", "inspect", "--dataset", "builtin:sft", "--model", "builtin:tiny"])
+    assert "max_length  1024 (the default; max_length=auto fits it to the data)" in result.output
     prompt_part = out.split("--- prompt ---")[1].split("--- trained ---")[0]
     trained_part = out.split("--- trained ---")[1]
     assert "What is 2+2?" in prompt_part and "4<|im_end|>" in trained_part and "What is" not in trained_part

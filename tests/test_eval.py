@@ -248,3 +248,31 @@ def test_eval_figures_reach_tensorboard_and_wandb(tmp_path, monkeypatch):
     assert accumulator.Scalars("eval/win_rate")[0].value == 0.5
     runs = list((tmp_path / "eval" / "wandb").glob("offline-run-*/run-*.wandb"))
     assert runs and runs[0].stat().st_size > 0
+
+
+def test_a_single_file_is_evaluated_on_its_only_split_and_fewer_prompts_are_said(tmp_path):
+    """A file has one split: eval uses it without --split and says so; asking for more prompts than it has
+    uses all of them and says how many."""
+    data = tmp_path / "questions.jsonl"
+    data.write_text("".join(json.dumps({"prompt": f"What is {i} + 1?"}) + "\n" for i in range(3)))
+    args = ["eval", "--model", "builtin:tiny", "--reference", "builtin:tiny", "--judge", "length"]
+    args += [
+        "--dataset",
+        str(data),
+        "--num-prompts",
+        "1000",
+        "--max-new-tokens",
+        "2",
+        "--output-dir",
+        str(tmp_path / "e"),
+    ]
+
+    result = runner.invoke(app, args)
+
+    assert result.exit_code == 0, result.output
+    flat = " ".join(result.output.split())
+    assert "is one file: evaluating its only split (train)" in flat
+    assert "--num-prompts 1000: split 'train' has 3 usable prompts" in flat
+    assert "3 of 3 prompts scored (asked for 1000" in flat
+    results = json.loads((tmp_path / "e" / "results.json").read_text())
+    assert results["split"] == "train" and results["num_prompts"] == 3 and results["num_prompts_asked"] == 1000

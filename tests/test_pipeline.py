@@ -106,9 +106,10 @@ def test_pipeline_stages_feed_each_other_and_report(tmp_path):
 
 def test_a_failed_stage_stops_the_pipeline_and_resume_finishes_it(tmp_path):
     run = tmp_path / "run"
-    broken = write_pipeline(tmp_path, dpo_dataset=str(tmp_path / "pairs.jsonl"))  # the file does not exist yet
+    (tmp_path / "pairs.jsonl").write_text('{"question": "Q?", "reply": "A"}\n')  # no preference schema: fixed below
+    broken = write_pipeline(tmp_path, dpo_dataset=str(tmp_path / "pairs.jsonl"))
     result = runner.invoke(app, ["pipeline", "--config", str(broken), "--run-dir", str(run)])
-    assert result.exit_code == 2 and "dataset file or folder not found" in result.output
+    assert result.exit_code == 2 and "no preference schema matches" in result.output
     info = json.loads((run / "run_info.json").read_text())
     assert info["stages"]["sft"]["status"] == "completed" and info["stages"]["dpo"]["status"] == "failed"
     assert "eval" not in info["stages"]
@@ -126,9 +127,18 @@ def test_a_failed_stage_stops_the_pipeline_and_resume_finishes_it(tmp_path):
     assert report.exit_code == 0
 
 
-def test_report_lists_a_failed_stage(tmp_path):
+def test_a_missing_dataset_of_a_later_stage_stops_the_pipeline_before_it_starts(tmp_path):
     run = tmp_path / "run"
     broken = write_pipeline(tmp_path, dpo_dataset=str(tmp_path / "missing.jsonl"))
+    result = runner.invoke(app, ["pipeline", "--config", str(broken), "--run-dir", str(run)])
+    assert result.exit_code == 2 and "dataset file or folder not found" in result.output
+    assert not run.exists()
+
+
+def test_report_lists_a_failed_stage(tmp_path):
+    run = tmp_path / "run"
+    (tmp_path / "odd.jsonl").write_text('{"question": "Q?", "reply": "A"}\n')
+    broken = write_pipeline(tmp_path, dpo_dataset=str(tmp_path / "odd.jsonl"))
     runner.invoke(app, ["pipeline", "--config", str(broken), "--run-dir", str(run)])
     report = runner.invoke(app, ["report", str(run)])
     assert report.exit_code == 0, report.output
@@ -197,7 +207,7 @@ def test_pipeline_stages_option_and_bad_pipelines(tmp_path):
     bad.write_text("stages:\n  sft: {dataset: builtin:sft}\n  eval: {judge: accuracy, policy: sft}\n")
     result = runner.invoke(app, ["pipeline", "--config", str(bad)])
     assert result.exit_code == 2 and "'policy' is now 'policies'" in result.output
-    bad.write_text("stages:\n  sft: {dataset: builtin:sft}\n  eval: {judge: accuracy, policies: [sft, grpo]}\n")
+    bad.write_text("stages:\n  sft: {dataset: builtin:sft, model: builtin:tiny}\n  eval: {judge: accuracy, policies: [sft, grpo]}\n")
     result = runner.invoke(app, ["pipeline", "--config", str(bad)])
     assert result.exit_code == 2
     assert "policies names grpo, which is not a policy stage of this pipeline" in result.output

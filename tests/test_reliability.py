@@ -145,6 +145,20 @@ def test_nan_gradients_stop_the_run_before_the_update(tmp_path, chat_jsonl):
     assert all(torch.isfinite(w).all() for w in weights.values())
 
 
+def test_nan_in_an_overwrite_run_before_its_first_checkpoint_says_run_again_not_resume(tmp_path, chat_jsonl):
+    """The earlier run is put back, so --resume would continue that one: the hint is to run the command again."""
+    out = tmp_path / "run"
+    assert runner.invoke(app, tiny_train_args(chat_jsonl, out, "--max-steps", "2", *SFT_RUN)).exit_code == 0
+    earlier = (out / "final" / "model.safetensors").read_bytes()
+    args = tiny_train_args(chat_jsonl, out, "--max-steps", "6", "--set", "learning_rate=1e30", *SFT_RUN, "--overwrite")
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    last = result.stderr.strip().splitlines()[-1]
+    assert "no checkpoint was saved before it; lower learning_rate and run the command again" in last
+    assert "--resume" not in last
+    assert (out / "final" / "model.safetensors").read_bytes() == earlier
+
+
 def test_nan_gradients_can_be_skipped(tmp_path, chat_jsonl, caplog):
     out = tmp_path / "run"
     final = run_training(sft_config(chat_jsonl, out, 4, "learning_rate=1e30", "on_nonfinite=skip"))

@@ -19,6 +19,7 @@ from llmrl.errors import LlmrlError
 
 logger = logging.getLogger("llmrl")
 AUTO_PERCENTILE = 95
+SOURCE = "_source_"  # prefix of the source columns while rows are normalized
 
 
 @dataclass
@@ -34,6 +35,7 @@ class DataReport:
     chat: bool = True  # rows rendered for the chat template (else the Question/Answer fallback)
     counts: list[tuple[str, int]] = field(default_factory=list)  # (step, rows left after it)
     dropped: dict[str, int] = field(default_factory=dict)  # reason -> rows dropped
+    notes: dict[str, int] = field(default_factory=dict)  # what was read in another form (role names...) -> messages
     prompt_lengths: dict[str, int] = field(default_factory=dict)  # p50, p95, max (tokens)
     total_lengths: dict[str, int] = field(default_factory=dict)
     max_length: int = 0
@@ -44,6 +46,8 @@ class DataReport:
         logger.info("data %s [%s] as %s (%s): %s", self.dataset, self.split, self.kind, self.schema, steps)
         for reason, rows in self.dropped.items():
             logger.info("  dropped %d rows: %s", rows, reason)
+        for note, rows in self.notes.items():
+            logger.info("  %s (%d messages)", note, rows)
         logger.info("  max_length %d (%s)", self.max_length, self.max_length_note)
 
 
@@ -62,15 +66,12 @@ def prepare_dataset(cfg: TrainingConfig, tokenizer, kind: str, split: str | None
     if cfg.data.language:
         if "language" not in dataset.column_names:
             raise LlmrlError(f"data.language is set but dataset '{cfg.dataset}' has no 'language' column")
-        dataset = dataset.filter(
-            lambda language: language == cfg.data.language, input_columns="language", desc="Filtering language"
-        )
-        report.counts.append((f"language = {cfg.data.language}", len(dataset)))
+        dataset = filter_language(dataset, cfg.data.language, report)
 
     schema = schemas.detect(dataset.column_names, kind)
     report.schema = schema.name
     report.chat = bool(getattr(tokenizer, "chat_template", None))
-    dataset = normalize(dataset, schema, kind, report)
+    dataset = normalize(dataset, schema, kind, report, cfg.data.skip_bad_rows)
     report.counts.append((f"normalized ({schema.name})", len(dataset)))
     _require_rows(dataset, report, "after normalization")
 
@@ -132,26 +133,66 @@ def apply_column_mapping(dataset, columns: dict[str, str]):
     return dataset.remove_columns(clashes).rename_columns(renames)
 
 
-def normalize(dataset, schema: schemas.Schema, kind: str, report: DataReport):
-    """Rows in TRL's format for ``kind``; rows the schema cannot use are dropped and counted by reason."""
-    drops: Counter = Counter()
+def filter_language(dataset, language: str, report: DataReport):
+    """Keep the rows whose ``language`` column is ``language``, compared without regard to case or spaces."""
+    wanted = language.strip().casefold()
+    found = Counter(str(value) for value in dataset["language"])
+    kept = dataset.filter(
+        lambda value: str(value).strip().casefold() == wanted, input_columns="language", desc="Filtering language"
+    )
+    if len(kept) < len(dataset):
+        others = ", ".join(f"{v} ({n})" for v, n in found.most_common(5) if v.strip().casefold() != wanted)
+        report.dropped[f"language is not '{language}' (found: {others})"] = len(dataset) - len(kept)
+    report.counts.append((f"language = {language}", len(kept)))
+    return kept
 
-    def convert(batch):
-        rows = [dict(zip(batch, values, strict=True)) for values in zip(*batch.values(), strict=True)]
+
+def normalize(dataset, schema: schemas.Schema, kind: str, report: DataReport, skip_bad_rows: bool = False):
+    """Rows in TRL's format for ``kind``; rows the schema cannot use are dropped and counted by reason. A row
+    it cannot read stops with an error naming the row, or with ``skip_bad_rows`` is dropped and counted."""
+    drops: Counter = Counter()
+    notes: dict[str, int] = {}
+
+    def convert(batch, indices):
+        columns = [name.removeprefix(SOURCE) for name in batch]
+        rows = [dict(zip(columns, values, strict=True)) for values in zip(*batch.values(), strict=True)]
         out = []
-        for row in rows:
+        for index, row in zip(indices, rows, strict=True):
             try:
-                out.append(schemas.render(schemas.read_row(schema, row, kind), kind, report.chat))
+                out.append(schemas.render(schemas.read_row(schema, row, kind, notes), kind, report.chat))
             except schemas.DropRow as reason:
                 drops[str(reason)] += 1
+            except schemas.BadRow as e:
+                if not skip_bad_rows:
+                    raise bad_row_error(e, index, row, schema, kind, report) from None
+                drops[f"{e.reason} (data.skip_bad_rows)"] += 1
         return {key: [row[key] for row in out] for key in (out[0] if out else {})}
 
-    # Not cached: the drop counts come from running the function.
-    normalized = dataset.map(
-        convert, batched=True, remove_columns=dataset.column_names, load_from_cache_file=False, desc="Normalizing"
+    # The source columns are renamed so that no output column keeps a source column's feature type (datasets
+    # would, and a `Json` content column would decode an answer "4" as the number 4). Not cached: the drop
+    # counts come from running the function.
+    source = dataset.rename_columns({name: SOURCE + name for name in dataset.column_names})
+    normalized = source.map(
+        convert,
+        with_indices=True,
+        batched=True,
+        remove_columns=source.column_names,
+        load_from_cache_file=False,
+        desc="Normalizing",
     )
     report.dropped.update(drops)
+    report.notes.update(notes)
     return normalized
+
+
+def bad_row_error(error, index: int, row: dict, schema: schemas.Schema, kind: str, report: DataReport) -> LlmrlError:
+    """The error for the first row the schema cannot read: which row, what is wrong, and what to do."""
+    other = schemas.other_schema(row, kind, schema)
+    mixed = f"; this row has the columns of another schema ({other.name}): one file holds one schema" if other else ""
+    return LlmrlError(
+        f"dataset '{report.dataset}' split '{report.split}' row {index + 1}: {error} (rows read as {schema.name}"
+        f"{mixed}); fix the row, or set data.skip_bad_rows=true to drop such rows"
+    )
 
 
 def _measure(batch, kind: str, tokenizer) -> dict[str, list[int]]:
@@ -216,7 +257,8 @@ def resolve_max_length(
     95th-percentile prompt fill ``prompt_fraction`` of max_length.
     """
     if requested != "auto":
-        return int(requested), "as set"
+        default = requested == TrainingConfig.max_length
+        return int(requested), "the default; max_length=auto fits it to the data" if default else "as set"
     if report.kind == "prompt":
         picked = math.ceil(report.prompt_lengths["p95"] / prompt_fraction)
         how = f"auto: p{AUTO_PERCENTILE} prompt length / data.max_prompt_fraction"

@@ -34,6 +34,15 @@ class DropRow(Exception):
     """A row that cannot be used (a tie, a missing answer); the reason is counted and reported."""
 
 
+class BadRow(LlmrlError):
+    """A row the schema cannot read (a null, a number where messages belong, an image): an error naming the
+    row, or with ``data.skip_bad_rows`` a dropped row counted under ``reason``."""
+
+    def __init__(self, reason: str, value: Any = ...):
+        self.reason = reason
+        super().__init__(reason if value is ... else f"{reason}, got {value!r:.80}")
+
+
 @dataclass
 class Example:
     """One row in a source-independent form."""
@@ -59,21 +68,96 @@ class Schema:
 # Reading values
 
 
-def user(text: str) -> Messages:
-    return [{"role": "user", "content": text}]
+def user(value, column: str) -> Messages:
+    return [{"role": "user", "content": as_text(value, column)}]
 
 
-def assistant(text: str) -> Messages:
-    return [{"role": "assistant", "content": text}]
+def assistant(value, column: str) -> Messages:
+    return [{"role": "assistant", "content": as_text(value, column)}]
 
 
-def as_messages(value, column: str, default_role: str) -> Messages:
-    """A string becomes one message of default_role; a list must be role/content messages."""
+def as_text(value, column: str) -> str:
+    """A text column's value: a string (numbers are written out); null or a structure is a bad row."""
+    if isinstance(value, str):
+        return value
+    if value is None:
+        raise BadRow(f"column '{column}' is empty (null)")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    raise BadRow(f"column '{column}' must hold text", value)
+
+
+# The names chat datasets give their roles (ShareGPT's human/gpt, Gemini's model, ...), read case-insensitively
+ROLE_ALIASES = {
+    "user": "user",
+    "human": "user",
+    "assistant": "assistant",
+    "gpt": "assistant",
+    "model": "assistant",
+    "bot": "assistant",
+    "chatbot": "assistant",
+    "ai": "assistant",
+    "system": "system",
+}
+TEXT_PART_TYPES = ("text", "input_text", "output_text")  # OpenAI's chat and responses formats
+
+
+def as_messages(value, column: str, default_role: str, notes: dict | None = None) -> Messages:
+    """A string becomes one message of default_role; a list must be messages: ``role``/``content`` (or
+    ShareGPT's ``from``/``value``), content as text or a list of text parts. ``notes`` counts what was read
+    in another form (role aliases, part lists), for the data report."""
     if isinstance(value, str):
         return [{"role": default_role, "content": value}]
-    if isinstance(value, list) and all(isinstance(m, dict) and "role" in m and "content" in m for m in value):
-        return [{"role": str(m["role"]), "content": "" if m["content"] is None else str(m["content"])} for m in value]
-    raise LlmrlError(f"column '{column}' must hold text or a list of {{role, content}} messages, got {value!r:.80}")
+    if value is None:
+        raise BadRow(f"column '{column}' is empty (null)")
+    if not isinstance(value, list):
+        raise BadRow(f"column '{column}' must hold text or a list of {{role, content}} messages", value)
+    return [read_message(m, f"message {i + 1} of column '{column}'", notes) for i, m in enumerate(value)]
+
+
+def read_message(message, where: str, notes: dict | None) -> dict[str, str]:
+    if isinstance(message, dict) and "role" in message and "content" in message:
+        role, content = message["role"], message["content"]
+    elif isinstance(message, dict) and "from" in message and "value" in message:  # ShareGPT
+        role, content = message["from"], message["value"]
+        count(notes, "ShareGPT from/value turns read as role/content")
+    else:
+        raise BadRow(f"{where} must be a {{role, content}} message", message)
+    name = str(role).strip().lower()
+    canonical = ROLE_ALIASES.get(name, name)
+    if canonical != role:
+        count(notes, f"role '{role}' read as '{canonical}'")
+    return {"role": canonical, "content": message_text(content, where, notes)}
+
+
+def message_text(content, where: str, notes: dict | None) -> str:
+    """A message's content as text: a string, null (empty), or a list of parts whose text parts are joined."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, dict):
+        content = [content]
+    if not isinstance(content, list):
+        return as_text(content, where)
+    texts = []
+    for part in content:
+        if isinstance(part, str):
+            texts.append(part)
+            continue
+        kind = part.get("type", "text") if isinstance(part, dict) else type(part).__name__
+        if kind not in TEXT_PART_TYPES or not isinstance(part.get("text"), str):
+            raise BadRow(
+                f"{where} has a '{kind}' part: llmrl trains on text (parts of type {', '.join(TEXT_PART_TYPES)})"
+            )
+        texts.append(part["text"])
+    count(notes, "content given as a list of text parts, joined")
+    return "\n".join(texts)
+
+
+def count(notes: dict | None, note: str) -> None:
+    if notes is not None:
+        notes[note] = notes.get(note, 0) + 1
 
 
 def split_last_turn(messages: Messages, column: str) -> tuple[Messages, Messages]:
@@ -118,10 +202,15 @@ def gsm8k_solution(answer: str) -> str | None:
 # Schemas: each reads one row into an Example. Order matters: the first whose columns are present wins.
 
 
-def read_messages(row) -> Example:
-    messages = as_messages(row["messages"], "messages", "user")
-    prompt, last = split_last_turn(messages, "messages")
-    return Example(prompt=prompt, answer=last, conversation=messages)
+def read_conversation(column: str) -> Callable[[dict], Example]:
+    """Chat data (``messages``, or ShareGPT's ``conversations``): every assistant turn is trained on."""
+
+    def read(row) -> Example:
+        messages = as_messages(row[column], column, "user")
+        prompt, last = split_last_turn(messages, column)
+        return Example(prompt=prompt, answer=last, conversation=messages)
+
+    return read
 
 
 def read_prompt_answer(answer_column: str) -> Callable[[dict], Example]:
@@ -137,13 +226,13 @@ def read_prompt_answer(answer_column: str) -> Callable[[dict], Example]:
 
 def read_question_answer(answer_column: str) -> Callable[[dict], Example]:
     def read(row) -> Example:
-        return Example(prompt=user(row["question"]), answer=assistant(row[answer_column]))
+        return Example(prompt=user(row["question"], "question"), answer=assistant(row[answer_column], answer_column))
 
     return read
 
 
 def read_text(row) -> Example:
-    return Example(prompt=[], text=str(row["text"]))
+    return Example(prompt=[], text=as_text(row["text"], "text"))
 
 
 def read_preference(row) -> Example:
@@ -168,16 +257,18 @@ def read_preference(row) -> Example:
 
 def read_response_j_k(row) -> Example:
     """Stack Exchange paired: response_j is the preferred answer to question."""
-    chosen, rejected = assistant(row["response_j"]), assistant(row["response_k"])
-    return Example(prompt=user(row["question"]), chosen=chosen, rejected=rejected, answer=chosen)
+    chosen, rejected = assistant(row["response_j"], "response_j"), assistant(row["response_k"], "response_k")
+    return Example(prompt=user(row["question"], "question"), chosen=chosen, rejected=rejected, answer=chosen)
 
 
 def read_helpsteer3(row) -> Example:
     """HelpSteer3 preference: overall_preference < 0 prefers response1, > 0 response2, 0 is a tie."""
     preference = row["overall_preference"]
-    if preference is None or preference == 0:
+    if preference is None:
+        raise DropRow("no overall_preference (null)")
+    if preference == 0:
         raise DropRow("tie (overall_preference = 0)")
-    first, second = assistant(row["response1"]), assistant(row["response2"])
+    first, second = assistant(row["response1"], "response1"), assistant(row["response2"], "response2")
     chosen, rejected = (first, second) if preference < 0 else (second, first)
     return Example(
         prompt=as_messages(row["context"], "context", "user"), chosen=chosen, rejected=rejected, answer=chosen
@@ -190,7 +281,7 @@ def read_unpaired(row) -> Example:
     if isinstance(label, str) and label.strip().lower() in ("true", "false", "1", "0"):
         label = label.strip().lower() in ("true", "1")
     if not isinstance(label, (bool, int)) or label not in (0, 1):
-        raise LlmrlError(f"column 'label' must be true or false (is the answer desirable?), got {label!r:.40}")
+        raise BadRow("column 'label' must be true or false (is the answer desirable?)", label)
     prompt = as_messages(row["prompt"], "prompt", "user")
     return Example(prompt=prompt, answer=as_messages(row["completion"], "completion", "assistant"), label=bool(label))
 
@@ -207,7 +298,8 @@ def read_prompt_only(column: str) -> Callable[[dict], Example]:
 
 def read_gsm8k_prompt(row) -> Example:
     solution = gsm8k_solution(row["answer"]) if isinstance(row.get("answer"), str) else None
-    return Example(prompt=user(row["question"]), keep={"solution": solution} if solution is not None else {})
+    keep = {"solution": solution} if solution is not None else {}
+    return Example(prompt=user(row["question"], "question"), keep=keep)
 
 
 PREFERENCE_SCHEMAS = [
@@ -222,7 +314,8 @@ PREFERENCE_SCHEMAS = [
 ]
 SCHEMAS = {
     "sft": [
-        Schema("messages", ("messages",), read_messages),
+        Schema("messages", ("messages",), read_conversation("messages")),
+        Schema("conversations (ShareGPT)", ("conversations",), read_conversation("conversations")),
         Schema("prompt + completion", ("prompt", "completion"), read_prompt_answer("completion")),
         Schema("prompt + response", ("prompt", "response"), read_prompt_answer("response")),
         Schema("question + response_j", ("question", "response_j"), read_question_answer("response_j")),
@@ -240,11 +333,20 @@ SCHEMAS = {
         Schema("question", ("question",), read_prompt_only("question")),
         Schema("context", ("context",), read_prompt_only("context")),
         Schema("messages", ("messages",), read_prompt_only("messages")),
+        Schema("conversations (ShareGPT)", ("conversations",), read_prompt_only("conversations")),
         Schema("chosen + rejected (prompt part)", ("chosen", "rejected"), read_preference),
     ],
 }
 # Columns a schema consumes; for prompt-only data every other column is kept for reward functions.
-CONSUMED = {"prompt", "question", "context", "messages", "chosen", "rejected"}
+CONSUMED = {"prompt", "question", "context", "messages", "conversations", "chosen", "rejected"}
+
+
+def other_schema(row: dict, kind: str, schema: Schema) -> Schema | None:
+    """Another schema of ``kind`` whose columns all have values in ``row`` (files that mix two schemas)."""
+    for other in SCHEMAS[kind]:
+        if other is not schema and all(row.get(c) is not None for c in other.columns):
+            return other
+    return None
 
 
 def detect(columns: list[str], kind: str) -> Schema:
@@ -259,7 +361,12 @@ def detect(columns: list[str], kind: str) -> Schema:
     )
 
 
-def read_row(schema: Schema, row: dict, kind: str) -> Example:
+def read_row(schema: Schema, row: dict, kind: str, notes: dict | None = None) -> Example:
+    """One row read by ``schema``; message lists in its columns are first read into role/content form, with
+    what that changed counted in ``notes``."""
+    for column in (*schema.columns, "prompt"):
+        if isinstance(row.get(column), list):
+            row = {**row, column: as_messages(row[column], column, "user", notes)}
     example = schema.read(row)
     if kind == "prompt":
         kept = {k: v for k, v in row.items() if k not in CONSUMED and k not in schema.columns}

@@ -9,17 +9,20 @@
 - Anything else is a hub dataset name, read with ``datasets.load_dataset`` (``data.subset``, ``data.data_dir``).
 """
 
+import csv
 import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from llmrl.config import TrainingConfig
-from llmrl.errors import LlmrlError, first_line
+from llmrl.errors import LlmrlError, first_line, missing_local_folder_hint
+from llmrl.files import check_utf8, looks_like_path
 
 SAMPLES_DIR = Path(__file__).parent / "samples"
 BUILTIN_PREFIX = "builtin:"  # what llmrl ships or builds: builtin:sft (data), builtin:tiny (model)
 BUILTIN_DATASETS = tuple(BUILTIN_PREFIX + p.name for p in sorted(SAMPLES_DIR.iterdir()) if p.is_dir())
+logger = logging.getLogger("llmrl")
 LOCAL_FORMATS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv"}
 
 
@@ -31,6 +34,7 @@ class HubDataset:
     subset: str | None = None
     train_splits: dict[str, str] = field(default_factory=dict)  # kind -> split (default: train)
     data_dirs: dict[str, str] = field(default_factory=dict)  # kind -> folder inside the repository
+    eval_split: str = "test"  # the held-out split eval reads by default
 
 
 SHORT_NAMES = {
@@ -38,6 +42,7 @@ SHORT_NAMES = {
     "ultrafeedback": HubDataset(
         "HuggingFaceH4/ultrafeedback_binarized",
         train_splits={"sft": "train_sft", "preference": "train_prefs", "prompt": "train_gen"},
+        eval_split="test_prefs",
     ),
     "capybara": HubDataset("trl-lib/Capybara"),
     "deepmath": HubDataset("trl-lib/DeepMath-103K"),
@@ -56,6 +61,21 @@ def default_split(cfg: TrainingConfig, kind: str) -> str:
         return cfg.split
     short = SHORT_NAMES.get(cfg.dataset or "")
     return short.train_splits.get(kind, "train") if short else "train"
+
+
+def eval_split(cfg: TrainingConfig) -> str:
+    """The split eval reads: ``cfg.split``, else the dataset's held-out split (``test``); a single file has
+    only one split, which is then used, with a warning that its prompts may have been trained on."""
+    if cfg.split:
+        return cfg.split
+    short = SHORT_NAMES.get(cfg.dataset or "")
+    if short:
+        return short.eval_split
+    local = local_path(cfg.dataset)
+    if local and local.is_file():
+        logger.warning("dataset %s is one file: evaluating its only split (train); are these prompts held out?", local)
+        return "train"
+    return "test"
 
 
 def load_split(cfg: TrainingConfig, split: str | None = None, kind: str = "sft"):
@@ -90,7 +110,7 @@ def local_path(source: str | None) -> Path | None:
     path = Path(source).expanduser()
     if path.exists():
         return path
-    if source.startswith((".", "/", "~")) or path.suffix in LOCAL_FORMATS:
+    if looks_like_path(source) or path.suffix in LOCAL_FORMATS:
         raise LlmrlError(f"dataset file or folder not found: {source}")
     return None
 
@@ -124,6 +144,10 @@ def _read_files(builder: str, files: list[Path], source: Path):
         with file.open("rb") as f:
             if not f.read(4096).strip():
                 raise LlmrlError(f"dataset file {file} is empty; expected one example per line (or row)")
+        if builder in ("json", "csv"):
+            check_utf8(file, "dataset file")
+        if builder == "csv":
+            _check_csv(file)
 
     datasets_logger = logging.getLogger("datasets")
     level = datasets_logger.level
@@ -160,6 +184,26 @@ def _check_json(file: Path) -> None:
         raise LlmrlError(f"could not read dataset file {file}: {first_line(e)}") from None
 
 
+def _check_csv(file: Path) -> None:
+    """Raise naming the line of the first CSV row that is broken: a quote never closed (which would read the
+    rest of the file as one field) or a row with more or fewer fields than the header."""
+    with file.open(encoding="utf-8-sig", newline="") as f:
+        reader = csv.reader(f, strict=True)
+        header, start = None, 1
+        try:
+            for row in reader:
+                if header is None:
+                    header = row
+                elif row and len(row) != len(header):
+                    raise LlmrlError(
+                        f"{file}: line {start} has {len(row)} fields, the header {len(header)} "
+                        f"({', '.join(header)}); quote fields that hold commas"
+                    )
+                start = reader.line_num + 1
+        except csv.Error as e:
+            raise LlmrlError(f"{file}: the row from line {start} on is not valid CSV ({e}); check its quotes") from None
+
+
 def _load_hub(name: str, split: str, subset: str | None, data_dir: str | None):
     import datasets
 
@@ -168,4 +212,5 @@ def _load_hub(name: str, split: str, subset: str | None, data_dir: str | None):
     except Exception as e:
         raise LlmrlError(
             f"could not load dataset '{name}' (split '{split}') from the Hugging Face Hub: {first_line(e)}"
+            f"{missing_local_folder_hint(name)}"
         ) from e
