@@ -207,7 +207,9 @@ def test_pipeline_stages_option_and_bad_pipelines(tmp_path):
     bad.write_text("stages:\n  sft: {dataset: builtin:sft}\n  eval: {judge: accuracy, policy: sft}\n")
     result = runner.invoke(app, ["pipeline", "--config", str(bad)])
     assert result.exit_code == 2 and "'policy' is now 'policies'" in result.output
-    bad.write_text("stages:\n  sft: {dataset: builtin:sft, model: builtin:tiny}\n  eval: {judge: accuracy, policies: [sft, grpo]}\n")
+    bad.write_text(
+        "stages:\n  sft: {dataset: builtin:sft, model: builtin:tiny}\n  eval: {judge: accuracy, policies: [sft, grpo]}\n"
+    )
     result = runner.invoke(app, ["pipeline", "--config", str(bad)])
     assert result.exit_code == 2
     assert "policies names grpo, which is not a policy stage of this pipeline" in result.output
