@@ -219,23 +219,21 @@ def eval_command(
         parse_spec(judge)
         flags = dict(model=model, dataset=dataset, split=split, output_dir=output_dir, seed=seed)
         cfg = load_config(config, flags=flags, sets=sets)
-        cfg.dataset = cfg.dataset or "ultrafeedback"  # defaults apply after the config file, not over it
+        from llmrl.api import evaluate
         from llmrl.console import setup_console_logging
-        from llmrl.data import eval_split
-        from llmrl.evaluation import EvalSettings, evaluate
 
         setup_console_logging()
-        cfg.split = eval_split(cfg)
-        settings = EvalSettings(
-            judge=judge,
+        results = evaluate(
+            model,
+            judge,
             reference=reference,
             num_prompts=num_prompts,
             max_new_tokens=max_new_tokens,
             temperature=temperature,
             batch_size=batch_size,
             overwrite=overwrite,
+            config=cfg,
         )
-        results = evaluate(cfg, settings)
         print_eval_table(results)
 
 
@@ -259,7 +257,7 @@ def print_eval_table(results: dict) -> None:
     Console().print(table)
 
 
-@app.command()
+@app.command(help=f"Run post-training stages in order ({', '.join(METHODS)}, eval), each feeding the next.")
 def pipeline(
     config: Path | None = typer.Option(
         None, "--config", "-c", help="A pipeline file, e.g. configs/pipelines/test.yaml."
@@ -275,7 +273,6 @@ def pipeline(
     ray_address: str | None = typer.Option(None, help="--launcher ray: the cluster to join (default: a local one)."),
     use_gpu: bool = typer.Option(False, "--use-gpu", help="--launcher ray: one GPU per worker."),
 ):
-    """Run post-training stages in order (sft, reward, dpo, kto, grpo, rloo, ppo, eval), each feeding the next."""
     with reported_errors():
         from llmrl.launch import Launch
         from llmrl.pipeline import load_pipeline, run_pipeline
@@ -335,9 +332,7 @@ SEGMENT_STYLES = {
 @data_app.command("inspect")
 def data_inspect(
     dataset: str = typer.Option(..., help="Hub name, short name, local file or folder, or builtin:NAME."),
-    method: str = typer.Option(
-        "sft", help="The method whose data to prepare: sft, reward, dpo, kto, grpo, rloo, ppo, eval."
-    ),
+    method: str = typer.Option("sft", help=f"The method whose data to prepare: {', '.join(METHODS)}, eval."),
     model: str | None = typer.Option(None, help="The model whose tokenizer to use (default: builtin:tiny)."),
     split: str | None = typer.Option(None, help="Split to inspect (default: the training split for the method)."),
     config: Path | None = typer.Option(None, "--config", "-c", help="YAML file of config values (data.*, max_length)."),

@@ -21,12 +21,13 @@ import yaml
 
 from llmrl.errors import LlmrlError
 from llmrl.files import read_text
-from llmrl.methods import MODULES
+from llmrl.methods import METHODS as METHOD_SPECS
 from llmrl.rewards import parse_spec
 
-METHODS = tuple(MODULES)
+METHODS = tuple(METHOD_SPECS)
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 REPORT_TO = ("none", "tensorboard", "wandb", "trackio", "neptune")
+PPO_TRACKERS = ("tensorboard", "wandb")  # what PPO's own loop logs to
 LR_SCHEDULERS = (  # transformers' SchedulerType values that need no extra arguments
     "linear",
     "cosine",
@@ -59,7 +60,6 @@ DPO_LOSSES = (  # TRL's DPOConfig.loss_type values
 KTO_LOSSES = ("kto", "apo_zero_unpaired")
 QUANTIZE = ("4bit", "8bit")
 VLLM_MODES = ("colocate", "server")
-ONLINE_METHODS = ("rloo", "grpo", "ppo")
 # TRL / transformers argument names a user may type, and what llmrl calls them
 TRL_NAMES = {
     "fp16": "precision=fp16",
@@ -67,7 +67,7 @@ TRL_NAMES = {
     "use_cpu": "precision=fp32 (llmrl uses the GPU when there is one)",
     "packing": "sft.packing",
     "padding_free": "sft.padding_free",
-    "beta": "dpo.beta, kto.beta or rl.beta",
+    "beta": "dpo.beta, kto.beta, orpo.beta, simpo.beta or rl.beta",
     "num_generations": "rl.num_generations",
     "max_completion_length": "rl.max_completion_length",
     "use_vllm": "rl.use_vllm",
@@ -170,6 +170,32 @@ class KTOOptions:
         _check(self.loss_type in KTO_LOSSES, "kto.loss_type", self.loss_type, f"one of {', '.join(KTO_LOSSES)}")
         _check(self.desirable_weight > 0, "kto.desirable_weight", self.desirable_weight, "> 0")
         _check(self.undesirable_weight > 0, "kto.undesirable_weight", self.undesirable_weight, "> 0")
+
+
+@dataclass
+class ORPOOptions:
+    """Options of odds-ratio preference optimization (``--method orpo``): SFT on the chosen answer plus an
+    odds-ratio penalty on the rejected one, in one stage and without a reference model."""
+
+    beta: float = 0.1  # weight of the odds-ratio term (the paper's lambda) beside the SFT loss
+
+    def __post_init__(self):
+        _check(self.beta > 0, "orpo.beta", self.beta, "> 0")
+
+
+@dataclass
+class SimPOOptions:
+    """Options of SimPO (``--method simpo``, TRL's CPO trainer with the SimPO loss): the length-normalized
+    log-probability is the reward, with a target margin, and no reference model."""
+
+    beta: float = 2.0  # reward scale (SimPO's paper uses 2.0 to 2.5)
+    gamma_beta_ratio: float = 0.5  # target margin gamma, as a ratio of beta (TRL's simpo_gamma)
+    sft_weight: float = 0.0  # weight of an NLL loss on the chosen answer (CPO's alpha; 0: pure SimPO)
+
+    def __post_init__(self):
+        _check(self.beta > 0, "simpo.beta", self.beta, "> 0")
+        _check(self.gamma_beta_ratio >= 0, "simpo.gamma_beta_ratio", self.gamma_beta_ratio, ">= 0")
+        _check(self.sft_weight >= 0, "simpo.sft_weight", self.sft_weight, ">= 0")
 
 
 @dataclass
@@ -306,12 +332,15 @@ class TrainingConfig:
     reward: RewardOptions = field(default_factory=RewardOptions)
     dpo: DPOOptions = field(default_factory=DPOOptions)
     kto: KTOOptions = field(default_factory=KTOOptions)
+    orpo: ORPOOptions = field(default_factory=ORPOOptions)
+    simpo: SimPOOptions = field(default_factory=SimPOOptions)
     rewards: list[str] = field(default_factory=list)  # online RL rewards, e.g. [accuracy, reward_model:runs/rm/final]
     reward_weights: list[float] | None = None  # one weight per reward (None: all 1)
     rl: OnlineRLOptions = field(default_factory=OnlineRLOptions)
     ppo: PPOOptions = field(default_factory=PPOOptions)
     reward_fns: RewardFunctionOptions = field(default_factory=RewardFunctionOptions)
     api: ApiOptions = field(default_factory=ApiOptions)
+    trl: dict[str, Any] = field(default_factory=dict)  # any other field of the method's TRL config, e.g. optim
 
     def __post_init__(self):
         for name in ("model", "dataset", "output_dir"):
@@ -359,6 +388,14 @@ class TrainingConfig:
             raise LlmrlError(
                 f"reward_weights has {len(self.reward_weights)} values for {len(self.rewards)} rewards; give one each"
             )
+        if self.trl and METHOD_SPECS[self.method].trl_config is None:
+            raise LlmrlError(
+                f"trl.{next(iter(self.trl))}: --method {self.method} is llmrl's own trainer, not TRL's; "
+                f"its options are {', '.join(s + '.*' for s in METHOD_SPECS[self.method].sections[:2])}"
+            )
+        if self.method == "ppo" and set(self.report_to) - {"none", *PPO_TRACKERS}:
+            unsupported = [t for t in self.report_to if t not in ("none", *PPO_TRACKERS)]
+            raise LlmrlError(f"report_to {', '.join(unsupported)}: --method ppo logs to tensorboard and wandb only")
         if self.method == "ppo" and self.rl.use_vllm:
             raise LlmrlError("--method ppo generates with transformers; rl.use_vllm is for grpo and rloo")
         if self.method in ("grpo", "rloo"):

@@ -36,13 +36,14 @@ from llmrl.data import eval_split, local_path
 from llmrl.errors import LlmrlError, first_line
 from llmrl.interrupt import TrainingInterrupted
 from llmrl.launch import Launch
+from llmrl.methods import METHODS
 from llmrl.runlock import LOCK_FILE, RunLock
 
 logger = logging.getLogger("llmrl")
-STAGES = ("sft", "reward", "dpo", "kto", "grpo", "rloo", "ppo", "eval")
-POLICY_STAGES = ("sft", "dpo", "kto", "grpo", "rloo", "ppo")
-STARTS_FROM_SFT = ("reward", "dpo", "kto", "grpo", "rloo", "ppo")
-REWARDED_BY_RM = ("rloo", "ppo")
+STAGES = (*METHODS, "eval")
+POLICY_STAGES = tuple(name for name, method in METHODS.items() if method.policy)
+STARTS_FROM_SFT = tuple(name for name, method in METHODS.items() if method.starts_from_sft)
+REWARDED_BY_RM = tuple(name for name, method in METHODS.items() if method.rewarded_by_reward_model)
 EVENT_LOGGERS = ("llmrl", "transformers")  # events.log: stage starts and ends, checkpoints, warnings; no metrics
 EVAL_KEYS = ("judge", "policies", "reference", "num_prompts", "max_new_tokens", "temperature", "batch_size")
 PIPELINE_DECIDES = ("method", "output_dir", "resume", "overwrite")  # keys a stage or the defaults may not set
@@ -61,7 +62,13 @@ class Pipeline:
 
 
 def load_pipeline(path: str | Path, stages: list[str] | None = None) -> Pipeline:
-    data = read_yaml(path)
+    """The pipeline file at ``path``, read and checked (``stages``: run only these)."""
+    return pipeline_from_dict(read_yaml(path), path, stages)
+
+
+def pipeline_from_dict(data: dict[str, Any], path: str | Path, stages: list[str] | None = None) -> Pipeline:
+    """A pipeline from the contents of a pipeline file (``name``, ``defaults``, ``stages``), checked as a file
+    is; ``path`` names it in errors and in run_info.json."""
     unknown = set(data) - {"name", "defaults", "stages"}
     if unknown:
         raise LlmrlError(f"pipeline {path}: unknown top-level keys {sorted(unknown)}; expected name, defaults, stages")
@@ -254,7 +261,7 @@ def run_locked_pipeline(pipeline: Pipeline, run_dir: Path, resume: bool, how: La
 
         info = {
             "pipeline": pipeline.name,
-            "source": str(Path(pipeline.source).resolve()),
+            "source": str(Path(pipeline.source).resolve()) if Path(pipeline.source).exists() else pipeline.source,
             "created": _now(),
             "stages": {},
             "config": {"defaults": pipeline.defaults, "stages": pipeline.stages},

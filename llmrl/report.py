@@ -12,6 +12,8 @@ import json
 import math
 from pathlib import Path
 
+from llmrl.methods import METHODS
+
 # What a stage's plot shows: one panel per group, with up to three of its metrics that the stage logged.
 PANELS = {
     "loss": ("loss", "eval_loss", "policy_loss", "value_loss"),
@@ -29,7 +31,7 @@ PANELS = {
     ),
     "learning rate": ("learning_rate",),
 }
-STAGE_ORDER = ("sft", "reward", "dpo", "kto", "grpo", "rloo", "ppo", "eval")
+STAGE_ORDER = (*METHODS, "eval")
 RESULT_FILES = ("metrics.jsonl", "results.json", "leaderboard.json")  # a folder with one of them holds a run
 
 

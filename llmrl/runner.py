@@ -22,7 +22,7 @@ from llmrl.data import local_path
 from llmrl.errors import LlmrlError, first_line
 from llmrl.interrupt import TrainingInterrupted
 from llmrl.memory import free_memory
-from llmrl.methods import MODULES
+from llmrl.methods import METHODS
 from llmrl.runlock import RunLock
 
 PACKAGES = ("llmrl", "torch", "transformers", "trl", "datasets", "peft", "accelerate")
@@ -69,7 +69,7 @@ def run_training(cfg: TrainingConfig) -> Path:
                 logger.info("resume: %s (changed since the run was started)", change)
             logger.info(detect_hardware(cfg).summary())
             try:
-                method = importlib.import_module(MODULES[cfg.method])
+                method = importlib.import_module(METHODS[cfg.method].module)
                 final = method.train(cfg)
                 info.update(status="completed", final_dir=str(final))
                 return final
@@ -112,11 +112,13 @@ def locked_output_dir(cfg: TrainingConfig):
 
 def check_inputs(cfg: TrainingConfig) -> None:
     """Cheap checks of the model, the dataset and the hardware options, before anything is written."""
-    from llmrl.training import detect_hardware
+    from llmrl.training import check_trl_keys, detect_hardware, trl_config_class
 
     local_path(cfg.dataset)
     detect_hardware(cfg)  # fp16 or QLoRA without CUDA fail here, not after the data is prepared
     check_weights(resolve_model(cfg.model))
+    if cfg.trl:
+        check_trl_keys(cfg, trl_config_class(cfg.method))  # fields llmrl sets per method are checked when built
 
 
 def name_output_dir(cfg: TrainingConfig) -> Path:
@@ -161,9 +163,7 @@ RESUMABLE = (
     "run_name", "on_nonfinite", "attn_implementation", "gradient_checkpointing", "use_liger_kernel",
     "trust_remote_code", "api", "reward_fns.batch_size",
 )  # fmt: skip
-METHOD_SECTIONS = ("sft", "reward", "dpo", "kto", "ppo")  # each read by its method only
-ONLINE_SECTIONS = ("rl", "rewards", "reward_weights", "reward_fns")  # read by the online methods
-ONLINE = ("grpo", "rloo", "ppo")
+METHOD_SECTIONS = {section for method in METHODS.values() for section in method.sections}
 
 
 def resume_changes(cfg: TrainingConfig, output_dir: Path) -> list[str]:
@@ -191,9 +191,7 @@ def resume_changes(cfg: TrainingConfig, output_dir: Path) -> list[str]:
 def applies_to(key: str, method: str) -> bool:
     """Whether a config key matters to ``method`` (the options of other methods do not)."""
     section = key.split(".")[0]
-    if section in METHOD_SECTIONS:
-        return section == method
-    return section not in ONLINE_SECTIONS or method in ONLINE
+    return section not in METHOD_SECTIONS or section in METHODS[method].sections
 
 
 def config_differences(old: dict, new: dict):

@@ -5,6 +5,7 @@ Method modules call these in order (see ``llmrl/methods/sft.py``); the choices t
 """
 
 import dataclasses
+import difflib
 import functools
 import hashlib
 import importlib.util
@@ -21,8 +22,9 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 
 from llmrl.builtin import missing_tokenizer, resolve_model
-from llmrl.config import ONLINE_METHODS, TrainingConfig
+from llmrl.config import TrainingConfig
 from llmrl.errors import LlmrlError, loading_failed
+from llmrl.methods import METHODS, ONLINE_METHODS
 
 logger = logging.getLogger("llmrl")
 metrics_logger = logging.getLogger("llmrl.metrics")  # run log only: the trainer already prints each log dict
@@ -110,17 +112,18 @@ def needs_checkpointing(cfg: TrainingConfig, gpu_bytes: int) -> bool:
         hidden, layers, vocab = text.hidden_size, text.num_hidden_layers, text.vocab_size
     except AttributeError:  # no config, or not a transformer's
         return True
+    method = METHODS[cfg.method]
     inner = getattr(text, "intermediate_size", None) or 4 * hidden
     params = layers * (4 * hidden * hidden + 3 * hidden * inner) + 2 * vocab * hidden
     weights = 2 * params  # bf16 / fp16
     if cfg.lora.enabled:
         states = weights / (4 if cfg.lora.quantize == "4bit" else 2 if cfg.lora.quantize == "8bit" else 1)
     else:  # gradients, AdamW moments (fp32) and a frozen reference copy for preference and RL methods
-        states = weights * (1 + 1 + 4 + (1 if cfg.method in ("dpo", "kto", "grpo", "rloo", "ppo") else 0))
+        states = weights * (1 + 1 + 4 + (1 if method.reference else 0))
     length = cfg.max_length if isinstance(cfg.max_length, int) else 1024
-    if cfg.method in ONLINE_METHODS:
+    if method.online:
         length = min(length, 512) + cfg.rl.max_completion_length
-    pairs = 2 if cfg.method in ("reward", "dpo") else 1  # chosen and rejected in one forward pass
+    pairs = 2 if method.pairs else 1  # chosen and rejected in one forward pass
     tokens = cfg.per_device_train_batch_size * pairs * length
     activations = tokens * hidden * layers * 34 + tokens * vocab * 8  # per layer (bf16), then fp32 logits + grads
     return states + activations > 0.8 * gpu_bytes
@@ -171,7 +174,57 @@ def trl_config(cfg: TrainingConfig, config_cls, **method_args):
     if "project" in {f.name for f in dataclasses.fields(config_cls)}:
         args["project"] = tracker_project(cfg)
     args.update(method_args)
-    return config_cls(**args)
+    check_trl_keys(cfg, config_cls, set_by_llmrl=args)
+    return config_cls(**{**args, **cfg.trl})
+
+
+# TRL / transformers fields that llmrl sets from its own keys, and those keys (for the `trl:` section's errors)
+LLMRL_KEYS = {
+    "use_cpu": "precision",
+    "bf16": "precision",
+    "fp16": "precision",
+    "warmup_steps": "warmup_ratio",
+    "save_strategy": "save_steps",
+    "eval_strategy": "eval_split",
+    "activation_checkpointing": "gradient_checkpointing",
+    "logging_first_step": "logging_steps",
+}
+
+
+def trl_config_class(method: str):
+    """The TRL config class of ``method`` (``METHODS[method].trl_config``), or None for llmrl's own trainer."""
+    spec = METHODS[method].trl_config
+    if spec is None:
+        return None
+    module, _, name = spec.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def check_trl_keys(cfg: TrainingConfig, config_cls, set_by_llmrl=()) -> None:
+    """Refuse a ``trl.`` key that is not a field of the method's TRL config (with did-you-mean), or that llmrl
+    sets from a key of its own (naming that key)."""
+    fields = [f.name for f in dataclasses.fields(config_cls)]
+    for key in cfg.trl:
+        if key not in fields:
+            matches = difflib.get_close_matches(key, fields, n=3, cutoff=0.6)
+            hint = f"; did you mean {' or '.join(f'trl.{m}' for m in matches)}?" if matches else ""
+            raise LlmrlError(f"unknown key trl.{key}: {config_cls.__name__} has no field '{key}'{hint}")
+        if key in set_by_llmrl or key in LLMRL_KEYS:
+            raise LlmrlError(f"trl.{key} is set by llmrl from {llmrl_key(cfg, key)}; set that instead")
+
+
+def llmrl_key(cfg: TrainingConfig, trl_name: str) -> str:
+    """The llmrl key a TRL field is set from: a shared key of the same name, an option of the method's
+    sections of the same name, or the mapping above."""
+    if trl_name in LLMRL_KEYS:
+        return LLMRL_KEYS[trl_name]
+    if trl_name in {f.name for f in dataclasses.fields(cfg)}:
+        return trl_name
+    for section in METHODS[cfg.method].sections:
+        options = getattr(cfg, section)
+        if dataclasses.is_dataclass(options) and trl_name in {f.name for f in dataclasses.fields(options)}:
+            return f"{section}.{trl_name}"
+    return "its own settings (llmrl train --print-config)"
 
 
 def tracker_project(cfg: TrainingConfig) -> str:

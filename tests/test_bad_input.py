@@ -462,3 +462,20 @@ def test_messages_are_never_cut_mid_sentence():
     )
     long = ValueError("word " * 200)
     assert first_line(long).endswith("word ...") and len(first_line(long)) <= 304
+
+
+@pytest.mark.parametrize("tracker", ["trackio", "neptune"])
+@pytest.mark.parametrize("method", ["sft", "ppo"])
+def test_a_tracker_that_is_not_installed_is_refused_for_every_method(bad_inputs, tracker, method):
+    import importlib.util
+
+    if method == "ppo":  # PPO's own loop has no trackio or neptune logging: refused, installed or not
+        words = [f"report_to {tracker}: --method ppo logs to tensorboard and wandb only"]
+    elif importlib.util.find_spec(tracker) is None:
+        words = [f"report_to names {tracker}, which is not installed: pip install {tracker}"]
+    else:
+        pytest.skip(f"{tracker} is installed here")
+    data = "builtin:sft" if method == "sft" else "builtin:prompts"
+    args = [*fill(TRAIN, bad_inputs), "--method", method, "--dataset", data, "--set", f"report_to=[{tracker}]"]
+    assert_one_clear_line(runner.invoke(app, [*args, "--set", "rewards=[length]"] if method == "ppo" else args), words)
+    assert not Path(bad_inputs["out"]).exists()

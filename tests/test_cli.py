@@ -120,16 +120,31 @@ def test_init_model_refuses_a_non_empty_folder(tmp_path):
     assert (tmp_path / "m" / "keep.txt").read_text() == "mine"
 
 
-def test_methods_table_matches_the_modules():
+def test_the_methods_dict_and_the_modules_are_in_step():
+    """Every listed method has its module (named after it, with train and, for TRL's trainers, build_trainer)
+    and every module in llmrl/methods is listed; its TRL config class exists; its sections are config keys."""
+    import dataclasses
     import importlib
+    import pkgutil
 
-    from llmrl.config import METHODS
-    from llmrl.methods import MODULES
+    import llmrl.methods
+    from llmrl.config import METHODS as NAMES
+    from llmrl.config import TrainingConfig
+    from llmrl.methods import METHODS
 
-    assert METHODS == ("sft", "reward", "dpo", "kto", "grpo", "rloo", "ppo")
-    for name, module in MODULES.items():
-        assert module == f"llmrl.methods.{name}"
-        assert callable(importlib.import_module(module).train)
+    assert tuple(METHODS) == NAMES
+    modules = {m.name for m in pkgutil.iter_modules(llmrl.methods.__path__)}
+    assert modules == set(METHODS), "a module in llmrl/methods is not listed in METHODS, or the other way round"
+    fields = {f.name for f in dataclasses.fields(TrainingConfig)}
+    for name, method in METHODS.items():
+        assert method.module == f"llmrl.methods.{name}"
+        module = importlib.import_module(method.module)
+        assert callable(module.train)
+        assert set(method.sections) <= fields, name
+        if method.trl_config:
+            path, _, cls = method.trl_config.partition(":")
+            assert dataclasses.is_dataclass(getattr(importlib.import_module(path), cls))
+            assert callable(module.build_trainer)
 
 
 def test_a_run_that_fails_early_leaves_no_folder_behind(tmp_path):

@@ -208,7 +208,8 @@ def test_pipeline_stages_option_and_bad_pipelines(tmp_path):
     result = runner.invoke(app, ["pipeline", "--config", str(bad)])
     assert result.exit_code == 2 and "'policy' is now 'policies'" in result.output
     bad.write_text(
-        "stages:\n  sft: {dataset: builtin:sft, model: builtin:tiny}\n  eval: {judge: accuracy, policies: [sft, grpo]}\n"
+        "stages:\n  sft: {dataset: builtin:sft, model: builtin:tiny}\n"
+        "  eval: {judge: accuracy, policies: [sft, grpo]}\n"
     )
     result = runner.invoke(app, ["pipeline", "--config", str(bad)])
     assert result.exit_code == 2
