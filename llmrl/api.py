@@ -22,7 +22,7 @@ from llmrl.data import eval_split
 from llmrl.errors import LlmrlError
 from llmrl.evaluation import EvalSettings
 from llmrl.evaluation import evaluate as evaluate_model
-from llmrl.rewards import parse_spec
+from llmrl.reward_specs import parse_spec
 from llmrl.runner import run_training
 
 NOT_STAGE_KEYS = ("method", "output_dir", "resume", "overwrite")  # the pipeline decides these per stage

@@ -214,7 +214,7 @@ def eval_command(
 ):
     """Compare a model with a reference on held-out prompts (win rate, rewards, intervals), judged by a reward spec."""
     with reported_errors():
-        from llmrl.rewards import parse_spec
+        from llmrl.reward_specs import parse_spec
 
         parse_spec(judge)
         flags = dict(model=model, dataset=dataset, split=split, output_dir=output_dir, seed=seed)

@@ -22,7 +22,7 @@ import yaml
 from llmrl.errors import LlmrlError
 from llmrl.files import read_text
 from llmrl.methods import METHODS as METHOD_SPECS
-from llmrl.rewards import parse_spec
+from llmrl.reward_specs import parse_spec
 
 METHODS = tuple(METHOD_SPECS)
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
@@ -67,7 +67,8 @@ TRL_NAMES = {
     "use_cpu": "precision=fp32 (llmrl uses the GPU when there is one)",
     "packing": "sft.packing",
     "padding_free": "sft.padding_free",
-    "beta": "dpo.beta, kto.beta, orpo.beta, simpo.beta or rl.beta",
+    "beta": "dpo.beta, kto.beta, orpo.beta, simpo.beta, online_dpo.beta, distill.beta or rl.beta",
+    "teacher_model_name_or_path": "distill.teacher",
     "num_generations": "rl.num_generations",
     "max_completion_length": "rl.max_completion_length",
     "use_vllm": "rl.use_vllm",
@@ -196,6 +197,35 @@ class SimPOOptions:
         _check(self.beta > 0, "simpo.beta", self.beta, "> 0")
         _check(self.gamma_beta_ratio >= 0, "simpo.gamma_beta_ratio", self.gamma_beta_ratio, ">= 0")
         _check(self.sft_weight >= 0, "simpo.sft_weight", self.sft_weight, ">= 0")
+
+
+@dataclass
+class OnlineDPOOptions:
+    """Options of online DPO (``--method online_dpo``): two answers sampled per prompt, the one the rewards
+    score higher is chosen, then a DPO step; sampling and rewards come from ``rl.*`` and ``rewards``."""
+
+    beta: float = 0.1  # how far the policy may move from the reference: higher stays closer
+    loss_type: str = "sigmoid"  # sigmoid (DPO) or ipo
+
+    def __post_init__(self):
+        _check(self.beta > 0, "online_dpo.beta", self.beta, "> 0")
+        _check(self.loss_type in ("sigmoid", "ipo"), "online_dpo.loss_type", self.loss_type, "sigmoid or ipo")
+
+
+@dataclass
+class DistillOptions:
+    """Options of on-policy distillation (``--method distill``): the student answers the prompts and learns
+    the teacher's next-token distribution on its own answers (generalized JSD)."""
+
+    teacher: str | None = None  # the teacher: a model folder, hub name or builtin:PRESET (needed)
+    beta: float = 0.0  # the divergence: 0 forward KL (measured best, docs/benchmarks.md), 0.5 JSD, 1 reverse KL
+    max_completion_length: int = 128  # tokens the student generates per prompt
+    temperature: float = 1.0  # the student's sampling temperature
+
+    def __post_init__(self):
+        _check(0 <= self.beta <= 1, "distill.beta", self.beta, "in [0, 1]")
+        _check(self.max_completion_length > 0, "distill.max_completion_length", self.max_completion_length, "> 0")
+        _check(self.temperature > 0, "distill.temperature", self.temperature, "> 0")
 
 
 @dataclass
@@ -334,6 +364,8 @@ class TrainingConfig:
     kto: KTOOptions = field(default_factory=KTOOptions)
     orpo: ORPOOptions = field(default_factory=ORPOOptions)
     simpo: SimPOOptions = field(default_factory=SimPOOptions)
+    online_dpo: OnlineDPOOptions = field(default_factory=OnlineDPOOptions)
+    distill: DistillOptions = field(default_factory=DistillOptions)
     rewards: list[str] = field(default_factory=list)  # online RL rewards, e.g. [accuracy, reward_model:runs/rm/final]
     reward_weights: list[float] | None = None  # one weight per reward (None: all 1)
     rl: OnlineRLOptions = field(default_factory=OnlineRLOptions)
@@ -346,6 +378,7 @@ class TrainingConfig:
         for name in ("model", "dataset", "output_dir"):
             setattr(self, name, _expand_home(getattr(self, name)))
         self.sft.chat_template_path = _expand_home(self.sft.chat_template_path)
+        self.distill.teacher = _expand_home(self.distill.teacher)
         if self.method not in METHODS:
             raise LlmrlError(
                 f"unknown method '{self.method}'{_did_you_mean(self.method, METHODS)}; methods: {', '.join(METHODS)}"
@@ -393,6 +426,8 @@ class TrainingConfig:
                 f"trl.{next(iter(self.trl))}: --method {self.method} is llmrl's own trainer, not TRL's; "
                 f"its options are {', '.join(s + '.*' for s in METHOD_SPECS[self.method].sections[:2])}"
             )
+        if self.method == "distill" and not self.distill.teacher:
+            raise LlmrlError("--method distill needs a teacher: --set distill.teacher=MODEL (a folder or hub name)")
         if self.method == "ppo" and set(self.report_to) - {"none", *PPO_TRACKERS}:
             unsupported = [t for t in self.report_to if t not in ("none", *PPO_TRACKERS)]
             raise LlmrlError(f"report_to {', '.join(unsupported)}: --method ppo logs to tensorboard and wandb only")

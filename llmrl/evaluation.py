@@ -16,7 +16,8 @@ from pathlib import Path
 
 from llmrl.config import TrainingConfig
 from llmrl.errors import LlmrlError, loading_failed
-from llmrl.rewards import build_reward_function, completion_text, parse_spec
+from llmrl.reward_specs import parse_spec
+from llmrl.rewards import build_reward_function, completion_text
 from llmrl.runlock import RunLock
 
 logger = logging.getLogger("llmrl")

@@ -37,6 +37,7 @@ from llmrl.errors import LlmrlError, first_line
 from llmrl.interrupt import TrainingInterrupted
 from llmrl.launch import Launch
 from llmrl.methods import METHODS
+from llmrl.outputs import write_json
 from llmrl.runlock import LOCK_FILE, RunLock
 
 logger = logging.getLogger("llmrl")
@@ -251,8 +252,6 @@ def trained_outputs(run_dir: Path):
 
 
 def run_locked_pipeline(pipeline: Pipeline, run_dir: Path, resume: bool, how: Launch | None) -> Path:
-    from llmrl.runner import write_json
-
     info_path = run_dir / "run_info.json"
     if resume:
         info = json.loads(info_path.read_text())
@@ -316,7 +315,6 @@ def run_stage(pipeline: Pipeline, stage: str, run_dir: Path, resume: bool, how: 
     stage_dir = run_dir / stage
     if stage == "eval":
         from llmrl.evaluation import evaluate_all, leaderboard_row
-        from llmrl.runner import write_json
 
         settings, comparisons = eval_plan(pipeline, run_dir)
         missing = [c.model for c in comparisons if not Path(c.model).exists()]

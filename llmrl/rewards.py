@@ -11,7 +11,8 @@
 
 Each builds a callable with TRL's reward-function signature, ``f(prompts, completions, **columns)`` returning
 one float (or None) per completion; dataset columns such as ``solution`` arrive as keyword arguments.
-``parse_spec`` is the one place a spec is read. Heavy libraries are imported only when a function is built.
+Specs are read by ``llmrl.reward_specs.parse_spec``. Heavy libraries are imported only when a function is
+built.
 """
 
 import importlib
@@ -27,36 +28,13 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from llmrl.builtin import resolve_model
 from llmrl.errors import LlmrlError, first_line
+from llmrl.reward_specs import parse_spec
 
 logger = logging.getLogger("llmrl")
-SPEC_KINDS = {  # kind -> whether it takes an argument after "kind:"
-    "accuracy": False,
-    "format": False,
-    "length": False,
-    "reward_model": True,
-    "api": True,
-    "python": True,
-}
 RETRY_STATUS = (408, 409, 425, 429, 500, 502, 503, 504)
 INTEGER = re.compile(r"-?\d{1,3}(,\d{3})*|-?\d+")  # 42, -7, 1,234: compared as integers
-
-
-def parse_spec(spec: str) -> tuple[str, str | None]:
-    """(kind, argument) of a reward spec such as ``reward_model:runs/rm/final``, or a one-line error."""
-    kind, sep, argument = str(spec).partition(":")
-    if kind not in SPEC_KINDS:
-        import difflib
-
-        close = difflib.get_close_matches(kind, list(SPEC_KINDS), n=1)
-        hint = f"; did you mean '{close[0]}'?" if close else ""
-        accepted = "accuracy, format, length, reward_model:PATH, api:URL, python:module:function"
-        raise LlmrlError(f"unknown reward '{spec}'{hint} (accepted: {accepted})")
-    if SPEC_KINDS[kind] and not argument:
-        raise LlmrlError(f"reward '{spec}' needs an argument: {kind}:...")
-    if not SPEC_KINDS[kind] and sep:
-        raise LlmrlError(f"reward '{kind}' takes no argument (got '{spec}'); its options are under reward_fns.*")
-    return kind, argument or None
 
 
 def build_reward_functions(cfg) -> list:
@@ -207,8 +185,6 @@ class RewardModelReward:
         import torch
         from accelerate import PartialState
         from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
-
-        from llmrl.builtin import resolve_model
 
         path = resolve_model(name)
         try:

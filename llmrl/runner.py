@@ -23,6 +23,7 @@ from llmrl.errors import LlmrlError, first_line
 from llmrl.interrupt import TrainingInterrupted
 from llmrl.memory import free_memory
 from llmrl.methods import METHODS
+from llmrl.outputs import complete_checkpoints, write_json
 from llmrl.runlock import RunLock
 
 PACKAGES = ("llmrl", "torch", "transformers", "trl", "datasets", "peft", "accelerate")
@@ -224,18 +225,6 @@ def flatten(values: dict, prefix: str = "") -> dict:
     return flat
 
 
-PPO_STATE = "ppo_state.json"  # what PPO's checkpoints hold in place of the Trainer's trainer_state.json
-CHECKPOINT_MARKERS = ("trainer_state.json", PPO_STATE)  # written last: a checkpoint without one is partial
-
-
-def complete_checkpoints(output_dir: Path) -> list[Path]:
-    """The run's checkpoint-N folders that were written to the end, oldest first. A process killed while
-    saving leaves a folder without its state file; resuming never picks that one."""
-    found = [p for p in output_dir.glob("checkpoint-*") if p.name.removeprefix("checkpoint-").isdigit()]
-    complete = [p for p in found if any((p / marker).is_file() for marker in CHECKPOINT_MARKERS)]
-    return sorted(complete, key=lambda p: int(p.name.removeprefix("checkpoint-")))
-
-
 def run_files(output_dir: Path) -> list[Path]:
     """The files and folders of a run in output_dir (nothing else there is touched)."""
     return [*output_dir.glob("checkpoint-*"), *(p for name in RUN_FILES if (p := output_dir / name).exists())]
@@ -284,13 +273,6 @@ def finish_trackers() -> None:
 def write_run_info(output_dir: Path, info: dict) -> None:
     if _is_main_process():
         write_json(output_dir / "run_info.json", info)
-
-
-def write_json(path: Path, data: dict) -> None:
-    """Write ``data`` as JSON through a temporary file, so that ``path`` is never half-written."""
-    staging = path.with_name(f".{path.name}.tmp")
-    staging.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    staging.replace(path)
 
 
 def redact(value, key: str = ""):

@@ -25,6 +25,7 @@ from llmrl.builtin import missing_tokenizer, resolve_model
 from llmrl.config import TrainingConfig
 from llmrl.errors import LlmrlError, loading_failed
 from llmrl.methods import METHODS, ONLINE_METHODS
+from llmrl.outputs import complete_checkpoints, write_json
 
 logger = logging.getLogger("llmrl")
 metrics_logger = logging.getLogger("llmrl.metrics")  # run log only: the trainer already prints each log dict
@@ -462,8 +463,6 @@ class NonFiniteGuard(TrainerCallback):
 
 class NonFiniteError(LlmrlError):
     def __init__(self, step: int, output_dir: str, what: str = "gradients"):
-        from llmrl.runner import complete_checkpoints
-
         kept = complete_checkpoints(Path(output_dir))
         if kept:
             last = f"the last good checkpoint is {kept[-1]}; lower learning_rate (then --resume)"
@@ -504,7 +503,6 @@ def train_and_save(trainer, cfg: TrainingConfig) -> Path:
     Interruption and failure keep what was learned: SIGTERM/SIGINT save a checkpoint and stop with a hint to
     ``--resume``; NaN/inf gradients stop before the bad update (or skip the batch, ``on_nonfinite=skip``)."""
     from llmrl.interrupt import StopOnSignal, TrainingInterrupted
-    from llmrl.runner import complete_checkpoints
 
     output_dir = Path(cfg.output_dir)
     metrics = output_dir / "metrics.jsonl"
@@ -568,8 +566,6 @@ def write_ranks_file(accelerator, shard: ShardRecord, output_dir: Path) -> None:
     }
     ranks = gather_object([mine]) if accelerator.num_processes > 1 else [mine]
     if accelerator.is_main_process:
-        from llmrl.runner import write_json
-
         write_json(output_dir / "ranks.json", {"world_size": accelerator.num_processes, "ranks": ranks})
 
 

@@ -30,6 +30,8 @@ class Method:
 
 METHODS = {  # in pipeline order
     "sft": Method("llmrl.methods.sft", "sft", "SFTTrainer", "trl:SFTConfig", ("sft",), starts_from_sft=False),
+    "distill": Method("llmrl.methods.distill", "prompt", "DistillationTrainer", "trl:DistillationConfig",
+                      ("distill",), reference=True),  # the teacher's copy counts as a reference's
     "reward": Method("llmrl.methods.reward", "preference", "RewardTrainer", "trl:RewardConfig", ("reward",),
                      pairs=True, policy=False),
     "dpo": Method("llmrl.methods.dpo", "preference", "DPOTrainer", "trl:DPOConfig", ("dpo",), reference=True,
@@ -39,6 +41,9 @@ METHODS = {  # in pipeline order
                    "trl.experimental.orpo:ORPOConfig", ("orpo",), pairs=True),
     "simpo": Method("llmrl.methods.simpo", "preference", "CPOTrainer, SimPO loss (trl.experimental)",
                     "trl.experimental.cpo:CPOConfig", ("simpo",), pairs=True),
+    "online_dpo": Method("llmrl.methods.online_dpo", "prompt", "OnlineDPOTrainer (trl.experimental)",
+                         "trl.experimental.online_dpo:OnlineDPOConfig", ("online_dpo", *ONLINE_SECTIONS),
+                         reference=True, online=True),
     "grpo": Method("llmrl.methods.grpo", "prompt", "GRPOTrainer", "trl:GRPOConfig", ONLINE_SECTIONS,
                    reference=True, online=True),
     "rloo": Method("llmrl.methods.rloo", "prompt", "RLOOTrainer", "trl:RLOOConfig", ONLINE_SECTIONS,

@@ -40,8 +40,8 @@ from llmrl.config import TrainingConfig
 from llmrl.data import prepare_train_eval
 from llmrl.errors import LlmrlError
 from llmrl.interrupt import StopOnSignal, TrainingInterrupted
-from llmrl.rewards import parse_spec
-from llmrl.runner import PPO_STATE, complete_checkpoints
+from llmrl.outputs import PPO_STATE, complete_checkpoints
+from llmrl.reward_specs import parse_spec
 from llmrl.training import (
     NonFiniteGuard,
     ShardRecord,
