@@ -28,6 +28,13 @@ METHODS = tuple(METHOD_SPECS)
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 REPORT_TO = ("none", "tensorboard", "wandb", "trackio", "neptune")
 PPO_TRACKERS = ("tensorboard", "wandb")  # what PPO's own loop logs to
+PPO_REPLACES_RL = {  # rl.* options PPO does not read, and what it reads instead
+    "beta": "set ppo.kl_coef",
+    "num_generations": "PPO samples one answer per prompt (per_device_train_batch_size prompts per rollout)",
+    "num_iterations": "set ppo.ppo_epochs",
+    "vllm_mode": "PPO generates with transformers",
+    "vllm_server_base_url": "PPO generates with transformers",
+}
 LR_SCHEDULERS = (  # transformers' SchedulerType values that need no extra arguments
     "linear",
     "cosine",
@@ -269,7 +276,7 @@ class PPOOptions:
     vf_coef: float = 0.1  # weight of the value loss
     entropy_coef: float = 0.0  # entropy bonus
     whiten_rewards: bool = False  # whiten the per-token rewards before GAE
-    kl_coef: float = 0.05  # beta of the per-token KL penalty (rl.beta, when set, takes precedence)
+    kl_coef: float = 0.05  # beta of the per-token KL penalty towards the reference (PPO's name for rl.beta)
     value_learning_rate: float | None = None  # the value model's learning rate (None: learning_rate)
 
     def __post_init__(self):
@@ -431,6 +438,12 @@ class TrainingConfig:
         if self.method == "ppo" and set(self.report_to) - {"none", *PPO_TRACKERS}:
             unsupported = [t for t in self.report_to if t not in ("none", *PPO_TRACKERS)]
             raise LlmrlError(f"report_to {', '.join(unsupported)}: --method ppo logs to tensorboard and wandb only")
+        if self.method == "ppo":
+            ignored = [f.name for f in dataclasses.fields(OnlineRLOptions) if f.name in PPO_REPLACES_RL and
+                       getattr(self.rl, f.name) != getattr(OnlineRLOptions(), f.name)]  # fmt: skip
+            if ignored:
+                name = ignored[0]
+                raise LlmrlError(f"rl.{name} does not apply to --method ppo: {PPO_REPLACES_RL[name]}")
         if self.method == "ppo" and self.rl.use_vllm:
             raise LlmrlError("--method ppo generates with transformers; rl.use_vllm is for grpo and rloo")
         if self.method in ("grpo", "rloo"):

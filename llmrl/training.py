@@ -58,7 +58,19 @@ class Hardware:
 
 
 def detect_hardware(cfg: TrainingConfig) -> Hardware:
-    """The device, precision and checkpointing for this run; options this machine cannot honour are errors."""
+    """The device, precision and checkpointing for this run; options this machine cannot honour are errors.
+    Worked out once per config: the runner, the TRL arguments and model loading all ask for it."""
+    key = json.dumps({k: v for k, v in cfg.to_dict().items() if k not in NOT_HARDWARE}, sort_keys=True, default=str)
+    cached = cfg.__dict__.get("_hardware")
+    if cached is None or cached[0] != key:
+        cached = cfg.__dict__["_hardware"] = (key, probe_hardware(cfg))
+    return cached[1]
+
+
+NOT_HARDWARE = ("output_dir", "run_name", "resume", "overwrite")  # keys that never change the hardware choices
+
+
+def probe_hardware(cfg: TrainingConfig) -> Hardware:
     if torch.cuda.is_available():
         device = "cuda"
     elif torch.backends.mps.is_available():

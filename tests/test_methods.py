@@ -26,7 +26,9 @@ def run_args(name: str, out, *extra) -> list[str]:
     method = METHODS[name]
     sets = ["save_steps=1", "logging_steps=1", "per_device_train_batch_size=4", "max_length=128"]
     if method.online:
-        sets += ["rewards=[length]", "rl.max_completion_length=8", "rl.num_generations=2"]
+        sets += ["rewards=[length]", "rl.max_completion_length=8"]
+    if name in ("grpo", "rloo"):  # groups of 2 completions fit a batch of 4 (PPO samples one, online DPO two)
+        sets += ["rl.num_generations=2"]
     if name == "distill":  # the tiny model teaches itself: what is tested is the run, not the lesson
         sets += ["distill.teacher=builtin:tiny", "distill.max_completion_length=8"]
     args = tiny_train_args(DATA[method.kind], out, "--method", name, *extra)

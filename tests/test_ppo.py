@@ -186,7 +186,7 @@ def test_ppo_with_lora_trains_adapters_only(tmp_path):
 @pytest.mark.slow
 def test_ppo_raises_the_score_of_a_rule_based_reward(tmp_path):
     final = run_training(
-        ppo_config(tmp_path, "max_steps=30", "learning_rate=1e-2", "per_device_train_batch_size=16", "rl.beta=0.01")
+        ppo_config(tmp_path, "max_steps=30", "learning_rate=1e-2", "per_device_train_batch_size=16", "ppo.kl_coef=0.01")
     )
     scores = [json.loads(line)["score"] for line in (final.parent / "metrics.jsonl").read_text().splitlines()]
     first, last = sum(scores[:8]) / 8, sum(scores[-8:]) / 8
@@ -427,3 +427,13 @@ def test_ppo_scores_greedy_answers_to_the_eval_split_and_its_value_model_has_its
     evals = [r for r in records if "eval_sevens" in r]
     assert [r["step"] for r in evals] == [0, 1, 2]
     assert all(0 <= r["eval_sevens"] <= 1 and 1 <= r["eval_completion_length"] <= 8 for r in evals)
+
+
+@pytest.mark.parametrize(
+    "setting, words",
+    [("rl.beta=0.1", "set ppo.kl_coef"), ("rl.num_iterations=2", "set ppo.ppo_epochs"),
+     ("rl.num_generations=8", "one answer per prompt")],
+)  # fmt: skip
+def test_rl_options_ppo_does_not_read_are_refused_naming_its_own(tmp_path, setting, words):
+    with pytest.raises(LlmrlError, match=f"{setting.split('=')[0]} does not apply to --method ppo: .*{words}"):
+        ppo_config(tmp_path, setting)

@@ -115,3 +115,24 @@ def test_gradient_checkpointing_is_chosen_by_the_memory_training_needs(tmp_path)
         load_config(sets=[*qwen, "lora.enabled=true", "per_device_train_batch_size=2"]), 16 * gib
     )
     assert not needs_checkpointing(load_config(sets=["model=builtin:small"]), 6 * gib)
+
+
+def test_the_hardware_is_worked_out_once_per_run(tmp_path, chat_jsonl, monkeypatch):
+    import llmrl.training
+    from llmrl.config import load_config
+    from llmrl.runner import run_training
+
+    calls = []
+    probe = llmrl.training.probe_hardware
+    monkeypatch.setattr(llmrl.training, "probe_hardware", lambda cfg: calls.append(1) or probe(cfg))
+    sets = ["model=builtin:tiny", f"dataset={chat_jsonl}", f"output_dir={tmp_path / 'run'}", "max_steps=1"]
+    run_training(load_config(sets=sets))
+    assert len(calls) == 1
+    cfg = load_config(sets=[*sets, "precision=fp32"])
+    assert llmrl.training.detect_hardware(cfg).precision == "fp32"
+    cfg.precision = "fp16"  # a changed config is worked out anew (and fp16 without CUDA is refused)
+    import torch
+
+    if not torch.cuda.is_available():
+        with pytest.raises(Exception, match="fp16 needs a CUDA GPU"):
+            llmrl.training.detect_hardware(cfg)

@@ -105,7 +105,7 @@ class PPOTrainer:
         self.output_dir = Path(cfg.output_dir)
         self.resume_from = resume_from
         self.step = 0  # rollout steps done
-        self.beta = cfg.rl.beta if cfg.rl.beta is not None else cfg.ppo.kl_coef
+        self.beta = cfg.ppo.kl_coef
         self.accelerator = Accelerator(
             cpu=hardware.device == "cpu",
             mixed_precision={"bf16": "bf16", "fp16": "fp16"}.get(hardware.precision, "no"),
