@@ -51,6 +51,9 @@ def reported_errors():
         yield
     except (typer.Exit, typer.Abort):
         raise
+    except BrokenPipeError:  # the reader went away (llmrl ... | head): nothing more to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise typer.Exit(0) from None
     except KeyboardInterrupt:
         if state["debug"]:
             raise
@@ -114,6 +117,9 @@ def train(
         help="Any config key: --set learning_rate=1e-5, --set lora.r=16, --set report_to=[tensorboard].",
     ),
     print_config: bool = typer.Option(False, "--print-config", help="Print the resolved config as YAML and exit."),
+    explain: bool = typer.Option(
+        False, "--explain", help="With --print-config: every key with its default, value and what it does."
+    ),
     launcher: str = typer.Option("local", help="local (this process), accelerate, or ray (a Ray Train cluster)."),
     num_processes: int | None = typer.Option(
         None, help="Run N processes through accelerate launch (one per GPU; gloo on a CPU machine)."
@@ -143,14 +149,30 @@ def train(
             overwrite=overwrite or None,
         )
         cfg = load_config(config, flags=flags, sets=sets)
+        if print_config and explain:
+            print_explained_config(cfg)
+            return
         if print_config:
             typer.echo(cfg.to_yaml(), nl=False)
             return
+        if explain:
+            raise LlmrlError("--explain goes with --print-config")
         from llmrl.launch import launch
 
         final = launch(cfg, how, debug=state["debug"])
         if os.environ.get("RANK", "0") == "0" and "LLMRL_LAUNCHED_BY" not in os.environ:  # one process reports
             typer.echo(f"final model: {final}")
+
+
+def print_explained_config(cfg) -> None:
+    """One line per key: name, value (with the default when it differs) and its help, never wrapped."""
+    from llmrl.config import explain
+
+    for key, default, value, note in explain(cfg):
+        shown = json.dumps(value, default=str)
+        if value != default:
+            shown += f" (default {json.dumps(default, default=str)})"
+        typer.echo(f"{key} = {shown}" + (f"  # {note}" if note else ""))
 
 
 @app.command("init-model")

@@ -167,11 +167,11 @@ class DPOOptions:
 class KTOOptions:
     """Options of Kahneman-Tversky optimization (``--method kto``), which learns from unpaired good/bad answers."""
 
-    beta: float = 0.1
+    beta: float = 0.1  # how far the policy may move from the reference: higher stays closer
     loss_type: str = "kto"  # kto or apo_zero_unpaired
     desirable_weight: float = 1.0  # weight of the good answers' loss (raise it when they are rarer)
-    undesirable_weight: float = 1.0
-    precompute_ref_log_probs: bool = False
+    undesirable_weight: float = 1.0  # weight of the bad answers' loss
+    precompute_ref_log_probs: bool = False  # score the data with the reference once, then free it
 
     def __post_init__(self):
         _check(self.beta > 0, "kto.beta", self.beta, "> 0")
@@ -241,8 +241,8 @@ class OnlineRLOptions:
 
     num_generations: int = 4  # completions sampled per prompt (RLOO's k, GRPO's group size)
     max_completion_length: int = 256  # tokens per completion
-    temperature: float = 1.0
-    top_p: float = 1.0
+    temperature: float = 1.0  # sampling temperature of the completions
+    top_p: float = 1.0  # nucleus sampling: sample from the tokens holding this much probability
     beta: float | None = None  # KL coefficient towards the reference (None: TRL's default for the method)
     epsilon: float = 0.2  # clipping range of the policy ratio
     num_iterations: int = 1  # optimization passes over each batch of completions
@@ -328,7 +328,7 @@ class ApiOptions:
 class TrainingConfig:
     """Everything one training run needs. Sections (``lora``, ``data``, ``sft``) are set with dotted keys."""
 
-    method: str = "sft"  # one of METHODS
+    method: str = "sft"  # the training method, one of METHODS (llmrl train --help lists them)
     model: str | None = None  # hub name, local folder, or builtin:tiny / builtin:small
     dataset: str | None = None  # hub name, local file or folder, or builtin:sft / builtin:preference / builtin:prompts
     split: str | None = None  # the split to train on (None: the dataset's training split, usually train)
@@ -336,21 +336,21 @@ class TrainingConfig:
     output_dir: str | None = None  # None: runs/<method>-<date>-<time>
     overwrite: bool = False  # allow replacing an output_dir that already holds a final/ model
     resume: bool = False  # continue from the newest checkpoint in output_dir
-    seed: int = 42
-    per_device_train_batch_size: int = 8
-    per_device_eval_batch_size: int = 8
-    gradient_accumulation_steps: int = 1
+    seed: int = 42  # seeds data order, initialization, sampling and eval's bootstrap
+    per_device_train_batch_size: int = 8  # examples (online RL: completions) per process per micro-step
+    per_device_eval_batch_size: int = 8  # examples per process per eval step
+    gradient_accumulation_steps: int = 1  # micro-steps per optimizer step
     learning_rate: float | None = None  # None: the method's usual default (TRL's)
-    lr_scheduler_type: str = "linear"
+    lr_scheduler_type: str = "linear"  # one of LR_SCHEDULERS (transformers' schedules), e.g. cosine
     warmup_ratio: float = 0.0  # fraction of the steps spent warming the learning rate up
-    weight_decay: float = 0.0
+    weight_decay: float = 0.0  # AdamW's decoupled weight decay
     max_grad_norm: float = 1.0  # gradient clipping; 0 turns it off
     on_nonfinite: str = "stop"  # NaN/inf gradients: stop (keeping the last good checkpoint) or skip the batch
-    num_train_epochs: float = 1.0
+    num_train_epochs: float = 1.0  # passes over the training split (max_steps, when set, wins)
     max_steps: int | None = None  # stop after this many optimizer steps (overrides num_train_epochs)
     max_length: int | str = 1024  # longest tokenized example in tokens, or auto (95th percentile of the data)
-    logging_steps: int = 10
-    save_steps: int = 500
+    logging_steps: int = 10  # optimizer steps between records in metrics.jsonl and the trackers
+    save_steps: int = 500  # optimizer steps between checkpoints (a signal also saves one)
     save_total_limit: int | None = 2  # checkpoints kept on disk (None: all)
     eval_steps: int | None = None  # None: same as logging_steps
     precision: str = "auto"  # auto: bf16 on a GPU that supports it, fp32 on CPU
@@ -359,7 +359,7 @@ class TrainingConfig:
     project: str | None = None  # tracker project (W&B, trackio); else $WANDB_PROJECT, else "llmrl"
     run_name: str | None = None  # name shown by trackers
     # run Python code shipped with a model: true for the run's `model`, or a list naming the models to trust
-    trust_remote_code: bool | list[str] = False
+    trust_remote_code: bool | list[str] = False  # run code shipped with these models: [org/model, ...]
     attn_implementation: str | None = None  # sdpa, eager, flash_attention_2 (None: flash-attn on CUDA if installed)
     group_by_length: bool = True  # reward, DPO: batches of similar-length pairs (TRL pads them; this halves it)
     use_liger_kernel: bool | None = None  # Liger's fused kernels (None: on for CUDA when liger-kernel is installed)
@@ -469,6 +469,42 @@ class TrainingConfig:
         """The config as a YAML file that ``--config`` accepts (run flags are left to the command line)."""
         values = {k: v for k, v in self.to_dict().items() if k not in RUN_FLAGS}
         return yaml.safe_dump(values, sort_keys=False)
+
+
+def explain(cfg: TrainingConfig) -> list[tuple[str, Any, Any, str]]:
+    """(key, default, current value, help) for every config key, in the order of ``--print-config``; the
+    help is the comment beside the field in this file, its one description."""
+    rows = []
+
+    def walk(obj, default, prefix: str) -> None:
+        notes = field_comments(type(obj))
+        for f in dataclasses.fields(obj):
+            value, base = getattr(obj, f.name), getattr(default, f.name)
+            if dataclasses.is_dataclass(value):
+                walk(value, base, f"{prefix}{f.name}.")
+            else:
+                rows.append((prefix + f.name, base, value, notes.get(f.name, "")))
+
+    walk(cfg, TrainingConfig(), "")
+    return rows
+
+
+def field_comments(cls) -> dict[str, str]:
+    """The trailing ``# comment`` of each field line of dataclass ``cls``."""
+    import inspect
+    import io
+    import tokenize
+
+    comments, line_names = {}, {}
+    source = inspect.getsource(cls)
+    for number, line in enumerate(source.splitlines(), 1):
+        name = line.strip().split(":", 1)[0]
+        if line.startswith("    ") and not line.startswith("     ") and name.isidentifier():
+            line_names[number] = name
+    for token in tokenize.generate_tokens(io.StringIO(source).readline):
+        if token.type == tokenize.COMMENT and token.start[0] in line_names:
+            comments[line_names[token.start[0]]] = token.string.lstrip("# ").strip()
+    return comments
 
 
 def _check(ok: bool, name: str, value: Any, allowed: str) -> None:

@@ -186,3 +186,18 @@ def test_version():
 
     result = runner.invoke(app, ["--version"])
     assert result.exit_code == 0 and result.output.strip() == f"llmrl {__version__}"
+
+
+def test_print_config_explain_shows_every_key_with_its_help_and_default():
+    from llmrl.config import TrainingConfig, explain
+
+    result = runner.invoke(app, ["train", "--method", "dpo", "--print-config", "--explain", "--set", "dpo.beta=0.3"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    rows = explain(TrainingConfig())
+    assert len(lines) == len(rows) and all(note for _, _, _, note in rows), [k for k, _, _, n in rows if not n]
+    assert (
+        "dpo.beta = 0.3 (default 0.1)  # how far the policy may move from the reference: higher stays closer" in lines
+    )
+    assert any(line.startswith("lora.r = 16  # adapter rank") for line in lines)
+    assert runner.invoke(app, ["train", "--explain"]).exit_code == 2  # only with --print-config
