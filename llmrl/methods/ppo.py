@@ -116,7 +116,30 @@ class PPOTrainer:
         )
         self.guard = NonFiniteGuard(cfg.on_nonfinite, self.accelerator, str(self.output_dir), unit="minibatch")
         torch.manual_seed(cfg.seed)
+        self._setup_models(hardware.gradient_checkpointing)
+        self.reward_funcs, self.reward_weights = online_rewards(cfg, tokenizer)
+        self.task_eval = task_eval(cfg, eval_dataset, tokenizer, self.reward_funcs)  # eval_<reward> on held-out prompts
+        loader = self._setup_data(dataset)
+        self._setup_optimizer(len(loader))
+        # the scheduler stays out of accelerator.prepare, which would step it once per process per call
+        self.policy, self.value_model, self.optimizer, self.loader = self.accelerator.prepare(
+            self.policy, self.value_model, self.optimizer, loader
+        )
+        if self.reference is not None:
+            self.reference = self.reference.to(self.accelerator.device)
+        logger.info(
+            "PPO: %d rollout steps of %d prompts per process, %d epochs x %d minibatches each, beta %.3g",
+            self.total_steps,
+            self.rollout_batch_size,
+            cfg.ppo.ppo_epochs,
+            cfg.ppo.num_mini_batches,
+            self.beta,
+        )
 
+    def _setup_models(self, gradient_checkpointing: bool) -> None:
+        """The policy, the value model (from the reward model when there is one) and the frozen reference
+        (with LoRA: the policy with its adapters off)."""
+        cfg = self.cfg
         self.policy = load_model(cfg)
         value_source = next((arg for kind, arg in map(parse_spec, cfg.rewards) if kind == "reward_model"), None)
         self.value_model = self.load_value_model(value_source)
@@ -124,18 +147,18 @@ class PPOTrainer:
         if cfg.lora.enabled:
             from peft import get_peft_model
 
-            self.policy = get_peft_model(self.policy, peft_config(cfg))  # reference: the policy, adapters off
+            self.policy = get_peft_model(self.policy, peft_config(cfg))
             self.value_model = get_peft_model(self.value_model, peft_config(cfg, task_type="SEQ_CLS"))
         else:
             self.reference = load_model(cfg).eval().requires_grad_(False)
         for model in (self.policy, self.value_model):
             disable_dropout(model)
-            if hardware.gradient_checkpointing:
+            if gradient_checkpointing:
                 model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
-        self.reward_funcs, self.reward_weights = online_rewards(cfg, tokenizer)
-        self.task_eval = task_eval(cfg, eval_dataset, tokenizer, self.reward_funcs)  # eval_<reward> on held-out prompts
-
+    def _setup_data(self, dataset):
+        """The prompt loader: rollout batches of whole minibatches, shuffled per epoch with the run's seed."""
+        cfg = self.cfg
         self.mini_batch_size = cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps
         self.rollout_batch_size = self.mini_batch_size * cfg.ppo.num_mini_batches
         self.dataset = dataset
@@ -154,7 +177,12 @@ class PPOTrainer:
                 f"PPO needs at least {self.rollout_batch_size} prompts per rollout (per_device_train_batch_size x "
                 f"gradient_accumulation_steps x ppo.num_mini_batches); the dataset has {len(dataset)}"
             )
-        steps_per_epoch = math.ceil(len(loader) / self.accelerator.num_processes)
+        return loader
+
+    def _setup_optimizer(self, batches_per_epoch: int) -> None:
+        """One AdamW over policy and value model (each at its learning rate) and the schedule over the run."""
+        cfg = self.cfg
+        steps_per_epoch = math.ceil(batches_per_epoch / self.accelerator.num_processes)
         self.total_steps = cfg.max_steps or max(1, math.ceil(cfg.num_train_epochs * steps_per_epoch))
         learning_rate = cfg.learning_rate if cfg.learning_rate is not None else 3e-6
         value_learning_rate = cfg.ppo.value_learning_rate or learning_rate  # critics usually learn faster
@@ -168,20 +196,6 @@ class PPOTrainer:
             self.optimizer,
             num_warmup_steps=math.ceil(cfg.warmup_ratio * self.total_steps),
             num_training_steps=self.total_steps,
-        )
-        # the scheduler stays out of accelerator.prepare, which would step it once per process per call
-        self.policy, self.value_model, self.optimizer, self.loader = self.accelerator.prepare(
-            self.policy, self.value_model, self.optimizer, loader
-        )
-        if self.reference is not None:
-            self.reference = self.reference.to(self.accelerator.device)
-        logger.info(
-            "PPO: %d rollout steps of %d prompts per process, %d epochs x %d minibatches each, beta %.3g",
-            self.total_steps,
-            self.rollout_batch_size,
-            cfg.ppo.ppo_epochs,
-            cfg.ppo.num_mini_batches,
-            self.beta,
         )
 
     def load_value_model(self, source: str | None):
@@ -231,15 +245,25 @@ class PPOTrainer:
 
     @torch.no_grad()
     def rollout(self, rows: list[dict]) -> Rollout:
-        cfg, tokenizer, device = self.cfg, self.tokenizer, self.accelerator.device
+        """One rollout: sample an answer per prompt, score it, and turn the scores and the KL to the reference
+        into per-token rewards, advantages and returns."""
         prompts = [row["prompt"] for row in rows]
+        query_ids, query_mask, response_ids, response_mask = self.generate(prompts)
+        scores = self.score(rows, prompts, response_ids, response_mask)
+        sequences = (query_ids, query_mask, response_ids, response_mask)
+        logprobs, values, advantages, returns, stats = self.advantages(sequences, scores)
+        return Rollout(query_ids, query_mask, response_ids, response_mask, logprobs, values, advantages, returns, stats)
+
+    def generate(self, prompts: list):
+        """(query ids, query mask, response ids, response mask): one sampled answer per prompt, cut after its
+        first end token."""
+        cfg, tokenizer, device = self.cfg, self.tokenizer, self.accelerator.device
         texts = [
             tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True) if isinstance(p, list) else p
             for p in prompts
         ]
         query = tokenizer(texts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False)
         query_ids, query_mask = query["input_ids"].to(device), query["attention_mask"].to(device)
-
         policy = self.accelerator.unwrap_model(self.policy)
         policy.eval()
         generated = policy.generate(
@@ -255,9 +279,11 @@ class PPOTrainer:
             use_cache=True,
         )
         policy.train()
-        response_ids, response_mask = cut_after_eos(generated[:, query_ids.shape[1] :], tokenizer)
+        return (query_ids, query_mask, *cut_after_eos(generated[:, query_ids.shape[1] :], tokenizer))
 
-        # the score of each completion, from the reward functions, then the per-token rewards
+    def score(self, rows: list[dict], prompts: list, response_ids, response_mask) -> torch.Tensor:
+        """The weighted sum of the reward functions for each answer (an unscored answer counts 0)."""
+        tokenizer, device = self.tokenizer, self.accelerator.device
         completions = [
             tokenizer.decode(ids[mask.bool()], skip_special_tokens=True)
             for ids, mask in zip(response_ids, response_mask, strict=True)
@@ -270,9 +296,13 @@ class PPOTrainer:
         for weight, function in zip(self.reward_weights, self.reward_funcs, strict=True):
             values = function(prompts=prompts, completions=completions, completion_ids=completion_ids, **columns)
             scores += weight * torch.tensor([math.nan if v is None else v for v in values], device=device)
-        scores = torch.nan_to_num(scores, nan=0.0)
+        return torch.nan_to_num(scores, nan=0.0)
 
-        sequences = (query_ids, query_mask, response_ids, response_mask)
+    def advantages(self, sequences: tuple, scores: torch.Tensor):
+        """Log-probabilities of policy and reference, values, per-token rewards (score on the last token, minus
+        beta x KL on every token), then GAE: (logprobs, values, advantages, returns, stats)."""
+        cfg, device = self.cfg, self.accelerator.device
+        response_mask = sequences[3]
         logprobs, _ = self.response_logprobs(self.policy, *sequences)
         if self.reference is None:
             with self.accelerator.unwrap_model(self.policy).disable_adapter():
@@ -286,7 +316,7 @@ class PPOTrainer:
         kl = (logprobs - ref_logprobs) * mask
         rewards = -self.beta * kl
         last = (response_mask.sum(1) - 1).clamp(min=0)
-        rewards[torch.arange(len(rows), device=device), last] += scores
+        rewards[torch.arange(len(scores), device=device), last] += scores
         if cfg.ppo.whiten_rewards:
             rewards = ppo_math.masked_whiten(rewards, mask, shift_mean=False)
         advantages, returns = ppo_math.gae(rewards, values, mask, cfg.ppo.gamma, cfg.ppo.lam)
@@ -298,7 +328,7 @@ class PPOTrainer:
             "response_length": mask.sum(1).mean(),
             "explained_variance": ppo_math.explained_variance(values, returns, mask),
         }
-        return Rollout(query_ids, query_mask, response_ids, response_mask, logprobs, values, advantages, returns, stats)
+        return logprobs, values, advantages, returns, stats
 
     # -----------------------------------------------------------------------------------------------------
     # Updates
