@@ -25,8 +25,6 @@ from llmrl.evaluation import evaluate as evaluate_model
 from llmrl.reward_specs import parse_spec
 from llmrl.runner import run_training
 
-NOT_STAGE_KEYS = ("method", "output_dir", "resume", "overwrite")  # the pipeline decides these per stage
-
 
 def train(config: TrainingConfig | None = None, **keys: Any) -> Path:
     """Train one stage in this process and return its ``final/`` folder: ``config``, or the config keys as
@@ -70,7 +68,7 @@ def changed_keys(config: TrainingConfig, defaults: Any = None, prefix: str = "")
     defaults = defaults if defaults is not None else TrainingConfig()
     keys = {}
     for field in dataclasses.fields(config):
-        if not prefix and field.name in NOT_STAGE_KEYS:
+        if not prefix and field.name in pipeline.PIPELINE_DECIDES:
             continue
         value, default = getattr(config, field.name), getattr(defaults, field.name)
         if dataclasses.is_dataclass(value):

@@ -236,9 +236,6 @@ def eval_command(
 ):
     """Compare a model with a reference on held-out prompts (win rate, rewards, intervals), judged by a reward spec."""
     with reported_errors():
-        from llmrl.reward_specs import parse_spec
-
-        parse_spec(judge)
         flags = dict(model=model, dataset=dataset, split=split, output_dir=output_dir, seed=seed)
         cfg = load_config(config, flags=flags, sets=sets)
         from llmrl.api import evaluate

@@ -435,15 +435,14 @@ class TrainingConfig:
             )
         if self.method == "distill" and not self.distill.teacher:
             raise LlmrlError("--method distill needs a teacher: --set distill.teacher=MODEL (a folder or hub name)")
-        if self.method == "ppo" and set(self.report_to) - {"none", *PPO_TRACKERS}:
-            unsupported = [t for t in self.report_to if t not in ("none", *PPO_TRACKERS)]
-            raise LlmrlError(f"report_to {', '.join(unsupported)}: --method ppo logs to tensorboard and wandb only")
         if self.method == "ppo":
-            ignored = [f.name for f in dataclasses.fields(OnlineRLOptions) if f.name in PPO_REPLACES_RL and
-                       getattr(self.rl, f.name) != getattr(OnlineRLOptions(), f.name)]  # fmt: skip
-            if ignored:
-                name = ignored[0]
-                raise LlmrlError(f"rl.{name} does not apply to --method ppo: {PPO_REPLACES_RL[name]}")
+            unsupported = [t for t in self.report_to if t not in ("none", *PPO_TRACKERS)]
+            if unsupported:
+                raise LlmrlError(f"report_to {', '.join(unsupported)}: --method ppo logs to tensorboard and wandb only")
+            defaults = OnlineRLOptions()
+            for name, instead in PPO_REPLACES_RL.items():
+                if getattr(self.rl, name) != getattr(defaults, name):
+                    raise LlmrlError(f"rl.{name} does not apply to --method ppo: {instead}")
         if self.method == "ppo" and self.rl.use_vllm:
             raise LlmrlError("--method ppo generates with transformers; rl.use_vllm is for grpo and rloo")
         if self.method in ("grpo", "rloo"):

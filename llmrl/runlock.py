@@ -36,13 +36,11 @@ class RunLock:
         self.path = self.folder / LOCK_FILE
         self.fd: int | None = None
         self.created = False
-        self.inherited = False
         self.outer_held: str | None = None
 
     def acquire(self) -> "RunLock":
         if covered_by_held_lock(self.folder):
-            self.inherited = True  # the launcher or pipeline that started this process holds it
-            return self
+            return self  # the launcher or pipeline that started this process holds it
         check_enclosing_folders(self.folder)
         self.created = not self.folder.exists()
         ensure_writable_folder(self.folder)
@@ -109,22 +107,11 @@ def covered_by_held_lock(folder: Path) -> bool:
 def check_enclosing_folders(folder: Path) -> None:
     """Refuse a folder inside one that a live run holds (a stage folder of a running pipeline)."""
     for parent in Path(os.path.abspath(folder)).parents:
-        lock = parent / LOCK_FILE
-        if not lock.is_file():
-            continue
-        try:
-            fd = os.open(lock, os.O_RDONLY)
-        except OSError:
-            continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
+        holder = lock_state(parent)
+        if holder is not None:
             raise LlmrlError(
-                f"{folder} is inside {parent}, which is in use by another run ({describe(read_holder(fd))}); "
-                f"{WAIT_OR_MOVE}"
-            ) from None
-        finally:
-            os.close(fd)  # closing drops the shared lock taken to test it
+                f"{folder} is inside {parent}, which is in use by another run ({describe(holder)}); {WAIT_OR_MOVE}"
+            )
 
 
 def holder_info() -> dict:
@@ -162,7 +149,7 @@ def is_within(folder: Path, parent: Path) -> bool:
 
 
 def lock_state(folder: Path) -> dict | None:
-    """The holder of ``folder``'s lock if a live process holds it, else None (for ``llmrl runs``)."""
+    """The holder of ``folder``'s lock if a live process holds it ({} when it does not say), else None."""
     lock = Path(folder) / LOCK_FILE
     try:
         fd = os.open(lock, os.O_RDONLY)
@@ -172,6 +159,6 @@ def lock_state(folder: Path) -> dict | None:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         return None
     except BlockingIOError:
-        return read_holder(fd) or {}
+        return read_holder(fd)
     finally:
-        os.close(fd)
+        os.close(fd)  # closing drops the shared lock taken to test it

@@ -102,10 +102,6 @@ def locked_output_dir(cfg: TrainingConfig):
     try:
         resolve_output_dir(cfg)
         changes = resume_changes(cfg, output_dir) if cfg.resume else []
-    except BaseException:
-        lock.release(remove_if_created=True)
-        raise
-    try:
         yield output_dir, created, changes
     finally:
         lock.release(remove_if_created=True)  # the folder goes only if nothing but the lock is there
@@ -209,9 +205,10 @@ def same_value(value):
     if isinstance(value, list):
         return [same_value(v) for v in value]
     if isinstance(value, str):
-        prefix, _, path = value.rpartition(":") if value.startswith("reward_model:") else ("", "", value)
+        prefix = "reward_model:" if value.startswith("reward_model:") else ""
+        path = value.removeprefix(prefix)
         if path and os.path.exists(path):
-            return f"{prefix}{':' if prefix else ''}{os.path.realpath(path)}"
+            return prefix + os.path.realpath(path)
     return value
 
 

@@ -5,7 +5,6 @@ Method modules call these in order (see ``llmrl/methods/sft.py``); the choices t
 """
 
 import dataclasses
-import difflib
 import functools
 import hashlib
 import importlib.util
@@ -22,7 +21,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 
 from llmrl.builtin import missing_tokenizer, resolve_model
-from llmrl.config import TrainingConfig
+from llmrl.config import TrainingConfig, _did_you_mean
 from llmrl.errors import LlmrlError, loading_failed
 from llmrl.methods import METHODS, ONLINE_METHODS
 from llmrl.outputs import complete_checkpoints, write_json
@@ -219,8 +218,7 @@ def check_trl_keys(cfg: TrainingConfig, config_cls, set_by_llmrl=()) -> None:
     fields = [f.name for f in dataclasses.fields(config_cls)]
     for key in cfg.trl:
         if key not in fields:
-            matches = difflib.get_close_matches(key, fields, n=3, cutoff=0.6)
-            hint = f"; did you mean {' or '.join(f'trl.{m}' for m in matches)}?" if matches else ""
+            hint = _did_you_mean(key, fields, "trl.")
             raise LlmrlError(f"unknown key trl.{key}: {config_cls.__name__} has no field '{key}'{hint}")
         if key in set_by_llmrl or key in LLMRL_KEYS:
             raise LlmrlError(f"trl.{key} is set by llmrl from {llmrl_key(cfg, key)}; set that instead")

@@ -56,7 +56,7 @@ def test_a_trl_optimizer_shows_in_print_config_and_run_info_and_is_used(tmp_path
     [
         (
             "trl.optimm=adafactor",
-            ["unknown key trl.optimm", "SFTConfig has no field 'optimm'", "did you mean trl.optim"],
+            ["unknown key trl.optimm", "SFTConfig has no field 'optimm'", "did you mean 'trl.optim'"],
         ),
         ("trl.seed=3", ["trl.seed is set by llmrl from seed"]),
         ("trl.bf16=true", ["trl.bf16 is set by llmrl from precision"]),

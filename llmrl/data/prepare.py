@@ -136,11 +136,11 @@ def apply_column_mapping(dataset, columns: dict[str, str]):
 def filter_language(dataset, language: str, report: DataReport):
     """Keep the rows whose ``language`` column is ``language``, compared without regard to case or spaces."""
     wanted = language.strip().casefold()
-    found = Counter(str(value) for value in dataset["language"])
     kept = dataset.filter(
         lambda value: str(value).strip().casefold() == wanted, input_columns="language", desc="Filtering language"
     )
     if len(kept) < len(dataset):
+        found = Counter(str(value) for value in dataset["language"])
         others = ", ".join(f"{v} ({n})" for v, n in found.most_common(5) if v.strip().casefold() != wanted)
         report.dropped[f"language is not '{language}' (found: {others})"] = len(dataset) - len(kept)
     report.counts.append((f"language = {language}", len(kept)))

@@ -144,10 +144,10 @@ def _read_files(builder: str, files: list[Path], source: Path):
         with file.open("rb") as f:
             if not f.read(4096).strip():
                 raise LlmrlError(f"dataset file {file} is empty; expected one example per line (or row)")
-        if builder in ("json", "csv"):
-            check_utf8(file, "dataset file")
+        if builder == "json":
+            check_utf8(file, "dataset file")  # datasets' JSON reader takes bytes that are not UTF-8 silently
         if builder == "csv":
-            _check_csv(file)
+            _check_csv(file)  # broken quoting does not fail datasets' reader: it reads the rest as one row
 
     datasets_logger = logging.getLogger("datasets")
     level = datasets_logger.level
@@ -202,6 +202,9 @@ def _check_csv(file: Path) -> None:
                 start = reader.line_num + 1
         except csv.Error as e:
             raise LlmrlError(f"{file}: the row from line {start} on is not valid CSV ({e}); check its quotes") from None
+        except UnicodeDecodeError:
+            check_utf8(file, "dataset file")  # raises, naming the line, the column and the byte
+            raise
 
 
 def _load_hub(name: str, split: str, subset: str | None, data_dir: str | None):

@@ -8,8 +8,12 @@ imported only when a run starts, and the TRL config class whose fields the ``trl
 Pure Python: nothing heavy is imported here.
 """
 
+import os
 from dataclasses import dataclass
 
+# llmrl pins the TRL version whose experimental trainers (ORPO, CPO for SimPO, online DPO) its tests run, so
+# TRL's warning on importing trl.experimental says nothing to a user
+os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 ONLINE_SECTIONS = ("rl", "rewards", "reward_weights", "reward_fns")  # what every online method reads
 
 

@@ -6,16 +6,13 @@ GRPO; sampling follows ``rl.*``. The reference is the starting policy.
     llmrl train --method online_dpo --model runs/sft/final --dataset builtin:prompts --set rewards=[accuracy]
 """
 
-import os
 from pathlib import Path
 
-os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # llmrl pins the TRL version whose online DPO it tests
+from trl.experimental.online_dpo import OnlineDPOConfig, OnlineDPOTrainer
 
-from trl.experimental.online_dpo import OnlineDPOConfig, OnlineDPOTrainer  # noqa: E402
-
-from llmrl.config import TrainingConfig  # noqa: E402
-from llmrl.data import prepare_train_eval  # noqa: E402
-from llmrl.training import (  # noqa: E402
+from llmrl.config import TrainingConfig
+from llmrl.data import prepare_train_eval
+from llmrl.training import (
     load_model,
     load_tokenizer,
     online_rewards,

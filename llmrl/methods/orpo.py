@@ -7,16 +7,13 @@ Logs rewards/chosen, rewards/rejected, rewards/accuracies, rewards/margins, nll_
     llmrl train --method orpo --model builtin:small --dataset builtin:preference --set orpo.beta=0.1
 """
 
-import os
 from pathlib import Path
 
-os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # llmrl pins the TRL version whose ORPO it tests
+from trl.experimental.orpo import ORPOConfig, ORPOTrainer
 
-from trl.experimental.orpo import ORPOConfig, ORPOTrainer  # noqa: E402
-
-from llmrl.config import TrainingConfig  # noqa: E402
-from llmrl.data import prepare_train_eval  # noqa: E402
-from llmrl.training import load_model, load_tokenizer, peft_config, train_and_save, trl_config  # noqa: E402
+from llmrl.config import TrainingConfig
+from llmrl.data import prepare_train_eval
+from llmrl.training import load_model, load_tokenizer, peft_config, train_and_save, trl_config
 
 
 def train(cfg: TrainingConfig) -> Path:

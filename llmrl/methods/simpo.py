@@ -6,16 +6,13 @@ CPO's NLL term on the chosen answer (0, the default, is SimPO as published).
     llmrl train --method simpo --model runs/sft/final --dataset builtin:preference --set simpo.beta=2.0
 """
 
-import os
 from pathlib import Path
 
-os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # llmrl pins the TRL version whose CPO it tests
+from trl.experimental.cpo import CPOConfig, CPOTrainer
 
-from trl.experimental.cpo import CPOConfig, CPOTrainer  # noqa: E402
-
-from llmrl.config import TrainingConfig  # noqa: E402
-from llmrl.data import prepare_train_eval  # noqa: E402
-from llmrl.training import load_model, load_tokenizer, peft_config, train_and_save, trl_config  # noqa: E402
+from llmrl.config import TrainingConfig
+from llmrl.data import prepare_train_eval
+from llmrl.training import load_model, load_tokenizer, peft_config, train_and_save, trl_config
 
 
 def train(cfg: TrainingConfig) -> Path:
