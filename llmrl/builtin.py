@@ -11,16 +11,18 @@ assistant turns carry ``{% generation %}`` markers (so SFT can mask everything b
   corpus of ``llmrl/corpus.py``.
 """
 
+import functools
 import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
-from llmrl.data.sources import BUILTIN_PREFIX as PREFIX
-from llmrl.data.sources import SAMPLES_DIR
 from llmrl.errors import LlmrlError
 from llmrl.files import looks_like_path
+
+PREFIX = "builtin:"  # what llmrl ships or builds: builtin:sft (data), builtin:tiny (model)
+SAMPLES_DIR = Path(__file__).parent / "data" / "samples"  # the bundled datasets (builtin:sft, ...)
 
 # Bump when a built preset's recipe changes, so that stale cached copies are rebuilt rather than reused.
 RECIPE_VERSION = 4
@@ -71,6 +73,17 @@ def resolve_model(name: str | None) -> str:
             "a hub name, or builtin:tiny / builtin:small)"
         )
     return name
+
+
+@functools.cache
+def model_config(model: str | None, trust_remote_code: bool):
+    """A model's config (``AutoConfig``), read once per process; None when there is none to read."""
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(resolve_model(model), trust_remote_code=trust_remote_code)
+    except (OSError, ValueError):
+        return None
 
 
 def check_weights(name: str) -> None:

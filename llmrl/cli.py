@@ -135,9 +135,6 @@ def train(
 ):
     """Train one stage: defaults < --config YAML < flags and --set."""
     with reported_errors():
-        from llmrl.launch import Launch
-
-        how = Launch(launcher, num_processes, accelerate_config, num_workers, ray_address, use_gpu)
         flags = dict(
             method=method,
             model=model,
@@ -157,8 +154,9 @@ def train(
             return
         if explain:
             raise LlmrlError("--explain goes with --print-config")
-        from llmrl.launch import launch
+        from llmrl.launch import Launch, launch  # imports TRL's trainers: after the config is known to be good
 
+        how = Launch(launcher, num_processes, accelerate_config, num_workers, ray_address, use_gpu)
         final = launch(cfg, how, debug=state["debug"])
         if os.environ.get("RANK", "0") == "0" and "LLMRL_LAUNCHED_BY" not in os.environ:  # one process reports
             typer.echo(f"final model: {final}")
@@ -359,7 +357,7 @@ def data_inspect(
 ):
     """Show the detected schema, the rows each step kept, token lengths, and one example as the model sees it."""
     with reported_errors():
-        from llmrl.data.schemas import METHOD_KINDS
+        from llmrl.methods import METHOD_KINDS
 
         if method not in METHOD_KINDS:
             raise LlmrlError(f"unknown method '{method}'; methods: {', '.join(METHOD_KINDS)}")

@@ -8,12 +8,12 @@ This module is imported by ``llmrl --help``: it must not import torch, transform
 """
 
 import dataclasses
-import difflib
+import functools
 import math
 import os
 import types
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,19 +22,12 @@ import yaml
 from llmrl.errors import LlmrlError
 from llmrl.files import read_text
 from llmrl.methods import METHODS as METHOD_SPECS
+from llmrl.options import check, did_you_mean, option, section
 from llmrl.reward_specs import parse_spec
 
 METHODS = tuple(METHOD_SPECS)
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 REPORT_TO = ("none", "tensorboard", "wandb", "trackio", "neptune")
-PPO_TRACKERS = ("tensorboard", "wandb")  # what PPO's own loop logs to
-PPO_REPLACES_RL = {  # rl.* options PPO does not read, and what it reads instead
-    "beta": "set ppo.kl_coef",
-    "num_generations": "PPO samples one answer per prompt (per_device_train_batch_size prompts per rollout)",
-    "num_iterations": "set ppo.ppo_epochs",
-    "vllm_mode": "PPO generates with transformers",
-    "vllm_server_base_url": "PPO generates with transformers",
-}
 LR_SCHEDULERS = (  # transformers' SchedulerType values that need no extra arguments
     "linear",
     "cosine",
@@ -47,38 +40,16 @@ LR_SCHEDULERS = (  # transformers' SchedulerType values that need no extra argum
     "cosine_warmup_with_min_lr",
     "warmup_stable_decay",
 )
-DPO_LOSSES = (  # TRL's DPOConfig.loss_type values
-    "sigmoid",
-    "hinge",
-    "ipo",
-    "exo_pair",
-    "nca_pair",
-    "robust",
-    "bco_pair",
-    "sppo_hard",
-    "aot",
-    "aot_unpaired",
-    "apo_zero",
-    "apo_down",
-    "discopop",
-    "sft",
-    "sigmoid_norm",
-)
-KTO_LOSSES = ("kto", "apo_zero_unpaired")
 QUANTIZE = ("4bit", "8bit")
 VLLM_MODES = ("colocate", "server")
-# TRL / transformers argument names a user may type, and what llmrl calls them
-TRL_NAMES = {
+# TRL / transformers argument names a user may type that no llmrl key passes on as is, and what llmrl calls
+# them (the names that keys do pass on are read from their metadata: trl_names below)
+OTHER_TRL_NAMES = {
     "fp16": "precision=fp16",
     "bf16": "precision=bf16",
     "use_cpu": "precision=fp32 (llmrl uses the GPU when there is one)",
-    "packing": "sft.packing",
     "padding_free": "sft.padding_free",
-    "beta": "dpo.beta, kto.beta, orpo.beta, simpo.beta, online_dpo.beta, distill.beta or rl.beta",
     "teacher_model_name_or_path": "distill.teacher",
-    "num_generations": "rl.num_generations",
-    "max_completion_length": "rl.max_completion_length",
-    "use_vllm": "rl.use_vllm",
     "model_name_or_path": "model",
     "dataset_name": "dataset",
     "lora_r": "lora.r",
@@ -93,304 +64,191 @@ RUN_FLAGS = ("overwrite", "resume")  # decisions about one run: command-line fla
 class DataConfig:
     """How the dataset named by ``dataset`` is read."""
 
-    subset: str | None = None  # hub dataset configuration (subset) name
-    data_dir: str | None = None  # folder inside a hub dataset repository
-    max_samples: int | None = None  # keep only the first N rows of each split (quick experiments)
-    columns: dict[str, str] = field(default_factory=dict)  # schema name -> your column, e.g. prompt: instruction
-    language: str | None = None  # keep only rows whose `language` column is this (e.g. english; any case)
-    max_prompt_fraction: float = 0.7  # drop examples whose prompt takes more than this fraction of max_length
-    eval_fraction: float | None = None  # hold out this fraction of the training split for evaluation
-    skip_bad_rows: bool = False  # drop (and count) rows the schema cannot read, instead of stopping at the first
+    subset: str | None = option(None, "hub dataset configuration (subset) name")
+    data_dir: str | None = option(None, "folder inside a hub dataset repository")
+    max_samples: int | None = option(None, "keep only the first N rows of each split (quick experiments)")
+    columns: dict[str, str] = option({}, "schema name -> your column, e.g. prompt: instruction")
+    language: str | None = option(None, "keep only rows whose `language` column is this (e.g. english; any case)")
+    max_prompt_fraction: float = option(0.7, "drop examples whose prompt takes more than this fraction of max_length")
+    eval_fraction: float | None = option(None, "hold out this fraction of the training split for evaluation")
+    skip_bad_rows: bool = option(
+        False, "drop (and count) rows the schema cannot read, instead of stopping at the first"
+    )
 
     def __post_init__(self):
-        _check(self.max_samples is None or self.max_samples > 0, "data.max_samples", self.max_samples, "> 0")
-        _check(0 < self.max_prompt_fraction <= 1, "data.max_prompt_fraction", self.max_prompt_fraction, "in (0, 1]")
+        check(self.max_samples is None or self.max_samples > 0, "data.max_samples", self.max_samples, "> 0")
+        check(0 < self.max_prompt_fraction <= 1, "data.max_prompt_fraction", self.max_prompt_fraction, "in (0, 1]")
         fraction = self.eval_fraction
-        _check(fraction is None or 0 < fraction < 1, "data.eval_fraction", fraction, "in (0, 1), or null")
+        check(fraction is None or 0 < fraction < 1, "data.eval_fraction", fraction, "in (0, 1), or null")
 
 
 @dataclass
 class LoraConfig:
     """Low-rank adapters (peft) instead of full fine-tuning."""
 
-    enabled: bool = False  # train LoRA adapters instead of every weight
-    r: int = 16  # adapter rank
-    alpha: int = 32  # scaling numerator: updates are scaled by alpha / r
-    dropout: float = 0.05  # dropout on the adapter input
-    target_modules: list[str] = field(default_factory=lambda: ["all-linear"])  # module names, or all-linear
-    quantize: str | None = None  # QLoRA: load the frozen base in 4bit or 8bit (needs CUDA and bitsandbytes)
+    enabled: bool = option(False, "train LoRA adapters instead of every weight")
+    r: int = option(16, "adapter rank")
+    alpha: int = option(32, "scaling numerator: updates are scaled by alpha / r")
+    dropout: float = option(0.05, "dropout on the adapter input")
+    target_modules: list[str] = option(["all-linear"], "module names, or all-linear")
+    quantize: str | None = option(None, "QLoRA: load the frozen base in 4bit or 8bit (needs CUDA and bitsandbytes)")
 
     def __post_init__(self):
-        _check(self.r > 0, "lora.r", self.r, "> 0")
-        _check(self.alpha > 0, "lora.alpha", self.alpha, "> 0")
-        _check(0 <= self.dropout < 1, "lora.dropout", self.dropout, "in [0, 1)")
-        _check(len(self.target_modules) > 0, "lora.target_modules", self.target_modules, "a non-empty list")
-        _check(self.quantize in (None, *QUANTIZE), "lora.quantize", self.quantize, "4bit, 8bit or null")
+        check(self.r > 0, "lora.r", self.r, "> 0")
+        check(self.alpha > 0, "lora.alpha", self.alpha, "> 0")
+        check(0 <= self.dropout < 1, "lora.dropout", self.dropout, "in [0, 1)")
+        check(len(self.target_modules) > 0, "lora.target_modules", self.target_modules, "a non-empty list")
+        check(self.quantize in (None, *QUANTIZE), "lora.quantize", self.quantize, "4bit, 8bit or null")
         if self.quantize and not self.enabled:
             raise LlmrlError("lora.quantize trains adapters on a quantized base: set lora.enabled=true as well")
-
-
-@dataclass
-class SFTOptions:
-    """Options of supervised fine-tuning (``--method sft``)."""
-
-    assistant_only_loss: bool | None = None  # None: on for chat data (loss on assistant turns only)
-    packing: bool = False  # pack several examples into each max_length row (fewer, longer rows per step)
-    padding_free: bool | None = None  # None: on when the model reads packed position ids (no compute on padding)
-    chat_template_path: str | None = None  # a tokenizer folder or Jinja file whose chat template to use
-
-
-@dataclass
-class RewardOptions:
-    """Options of reward modeling (``--method reward``)."""
-
-    center_rewards_coefficient: float | None = None  # pull rewards towards zero mean (e.g. 0.01)
-
-
-@dataclass
-class DPOOptions:
-    """Options of direct preference optimization (``--method dpo``)."""
-
-    beta: float = 0.1  # how far the policy may move from the reference: higher stays closer
-    loss_type: list[str] = field(default_factory=lambda: ["sigmoid"])  # one or more of DPO_LOSSES
-    label_smoothing: float = 0.0  # robust DPO: the assumed probability that a preference label is flipped
-    precompute_ref_log_probs: bool = False  # score the data with the reference once, then free it
-
-    def __post_init__(self):
-        _check(self.beta > 0, "dpo.beta", self.beta, "> 0")
-        unknown = [loss for loss in self.loss_type if loss not in DPO_LOSSES]
-        _check(bool(self.loss_type) and not unknown, "dpo.loss_type", self.loss_type, f"any of {', '.join(DPO_LOSSES)}")
-        _check(0 <= self.label_smoothing < 0.5, "dpo.label_smoothing", self.label_smoothing, "in [0, 0.5)")
-
-
-@dataclass
-class KTOOptions:
-    """Options of Kahneman-Tversky optimization (``--method kto``), which learns from unpaired good/bad answers."""
-
-    beta: float = 0.1  # how far the policy may move from the reference: higher stays closer
-    loss_type: str = "kto"  # kto or apo_zero_unpaired
-    desirable_weight: float = 1.0  # weight of the good answers' loss (raise it when they are rarer)
-    undesirable_weight: float = 1.0  # weight of the bad answers' loss
-    precompute_ref_log_probs: bool = False  # score the data with the reference once, then free it
-
-    def __post_init__(self):
-        _check(self.beta > 0, "kto.beta", self.beta, "> 0")
-        _check(self.loss_type in KTO_LOSSES, "kto.loss_type", self.loss_type, f"one of {', '.join(KTO_LOSSES)}")
-        _check(self.desirable_weight > 0, "kto.desirable_weight", self.desirable_weight, "> 0")
-        _check(self.undesirable_weight > 0, "kto.undesirable_weight", self.undesirable_weight, "> 0")
-
-
-@dataclass
-class ORPOOptions:
-    """Options of odds-ratio preference optimization (``--method orpo``): SFT on the chosen answer plus an
-    odds-ratio penalty on the rejected one, in one stage and without a reference model."""
-
-    beta: float = 0.1  # weight of the odds-ratio term (the paper's lambda) beside the SFT loss
-
-    def __post_init__(self):
-        _check(self.beta > 0, "orpo.beta", self.beta, "> 0")
-
-
-@dataclass
-class SimPOOptions:
-    """Options of SimPO (``--method simpo``, TRL's CPO trainer with the SimPO loss): the length-normalized
-    log-probability is the reward, with a target margin, and no reference model."""
-
-    beta: float = 2.0  # reward scale (SimPO's paper uses 2.0 to 2.5)
-    gamma_beta_ratio: float = 0.5  # target margin gamma, as a ratio of beta (TRL's simpo_gamma)
-    sft_weight: float = 0.0  # weight of an NLL loss on the chosen answer (CPO's alpha; 0: pure SimPO)
-
-    def __post_init__(self):
-        _check(self.beta > 0, "simpo.beta", self.beta, "> 0")
-        _check(self.gamma_beta_ratio >= 0, "simpo.gamma_beta_ratio", self.gamma_beta_ratio, ">= 0")
-        _check(self.sft_weight >= 0, "simpo.sft_weight", self.sft_weight, ">= 0")
-
-
-@dataclass
-class OnlineDPOOptions:
-    """Options of online DPO (``--method online_dpo``): two answers sampled per prompt, the one the rewards
-    score higher is chosen, then a DPO step; sampling and rewards come from ``rl.*`` and ``rewards``."""
-
-    beta: float = 0.1  # how far the policy may move from the reference: higher stays closer
-    loss_type: str = "sigmoid"  # sigmoid (DPO) or ipo
-
-    def __post_init__(self):
-        _check(self.beta > 0, "online_dpo.beta", self.beta, "> 0")
-        _check(self.loss_type in ("sigmoid", "ipo"), "online_dpo.loss_type", self.loss_type, "sigmoid or ipo")
-
-
-@dataclass
-class DistillOptions:
-    """Options of on-policy distillation (``--method distill``): the student answers the prompts and learns
-    the teacher's next-token distribution on its own answers (generalized JSD)."""
-
-    teacher: str | None = None  # the teacher: a model folder, hub name or builtin:PRESET (needed)
-    beta: float = 0.0  # the divergence: 0 forward KL (measured best, docs/benchmarks.md), 0.5 JSD, 1 reverse KL
-    max_completion_length: int = 128  # tokens the student generates per prompt
-    temperature: float = 1.0  # the student's sampling temperature
-
-    def __post_init__(self):
-        _check(0 <= self.beta <= 1, "distill.beta", self.beta, "in [0, 1]")
-        _check(self.max_completion_length > 0, "distill.max_completion_length", self.max_completion_length, "> 0")
-        _check(self.temperature > 0, "distill.temperature", self.temperature, "> 0")
 
 
 @dataclass
 class OnlineRLOptions:
     """Options of online RL (``--method grpo``, ``rloo``, ``ppo``): sampling, the objective, and vLLM."""
 
-    num_generations: int = 4  # completions sampled per prompt (RLOO's k, GRPO's group size)
-    max_completion_length: int = 256  # tokens per completion
-    temperature: float = 1.0  # sampling temperature of the completions
-    top_p: float = 1.0  # nucleus sampling: sample from the tokens holding this much probability
-    beta: float | None = None  # KL coefficient towards the reference (None: TRL's default for the method)
-    epsilon: float = 0.2  # clipping range of the policy ratio
-    num_iterations: int = 1  # optimization passes over each batch of completions
-    missing_eos_penalty: float | None = None  # reward subtracted from completions cut before their end token
-    use_vllm: bool = False  # generate with vLLM (CUDA and the vllm package needed)
-    vllm_mode: str = "colocate"  # colocate (in the training process) or server (trl vllm-serve)
-    vllm_server_base_url: str | None = None  # server mode: e.g. http://10.0.0.2:8000
+    num_generations: int = option(
+        4, "completions sampled per prompt (RLOO's k, GRPO's group size)", trl="num_generations"
+    )
+    max_completion_length: int = option(256, "tokens per completion", trl="max_completion_length")
+    temperature: float = option(1.0, "sampling temperature of the completions", trl="temperature")
+    top_p: float = option(1.0, "nucleus sampling: sample from the tokens holding this much probability", trl="top_p")
+    beta: float | None = option(
+        None, "KL coefficient towards the reference (None: TRL's default for the method)", trl="beta"
+    )
+    epsilon: float = option(0.2, "clipping range of the policy ratio", trl="epsilon")
+    num_iterations: int = option(1, "optimization passes over each batch of completions", trl="num_iterations")
+    missing_eos_penalty: float | None = option(None, "reward subtracted from completions cut before their end token")
+    use_vllm: bool = option(False, "generate with vLLM (CUDA and the vllm package needed)", trl="use_vllm")
+    vllm_mode: str = option(
+        "colocate", "colocate (in the training process) or server (trl vllm-serve)", trl="vllm_mode"
+    )
+    vllm_server_base_url: str | None = option(
+        None, "server mode: e.g. http://10.0.0.2:8000", trl="vllm_server_base_url"
+    )
 
     def __post_init__(self):
-        _check(self.num_generations >= 2, "rl.num_generations", self.num_generations, ">= 2")
-        _check(self.max_completion_length > 0, "rl.max_completion_length", self.max_completion_length, "> 0")
-        _check(self.temperature > 0, "rl.temperature", self.temperature, "> 0")
-        _check(0 < self.top_p <= 1, "rl.top_p", self.top_p, "in (0, 1]")
-        _check(self.beta is None or self.beta >= 0, "rl.beta", self.beta, ">= 0")
-        _check(self.epsilon > 0, "rl.epsilon", self.epsilon, "> 0")
-        _check(self.num_iterations > 0, "rl.num_iterations", self.num_iterations, "> 0")
+        check(self.num_generations >= 2, "rl.num_generations", self.num_generations, ">= 2")
+        check(self.max_completion_length > 0, "rl.max_completion_length", self.max_completion_length, "> 0")
+        check(self.temperature > 0, "rl.temperature", self.temperature, "> 0")
+        check(0 < self.top_p <= 1, "rl.top_p", self.top_p, "in (0, 1]")
+        check(self.beta is None or self.beta >= 0, "rl.beta", self.beta, ">= 0")
+        check(self.epsilon > 0, "rl.epsilon", self.epsilon, "> 0")
+        check(self.num_iterations > 0, "rl.num_iterations", self.num_iterations, "> 0")
         penalty = self.missing_eos_penalty
-        _check(penalty is None or penalty >= 0, "rl.missing_eos_penalty", penalty, ">= 0")
-        _check(self.vllm_mode in VLLM_MODES, "rl.vllm_mode", self.vllm_mode, "colocate or server")
-
-
-@dataclass
-class PPOOptions:
-    """Options of PPO (``--method ppo``); sampling, the KL coefficient and the clip range are under ``rl``."""
-
-    ppo_epochs: int = 4  # optimization passes over each rollout batch
-    num_mini_batches: int = 1  # optimizer steps per pass (the rollout batch is split into this many)
-    gamma: float = 1.0  # discount over response tokens
-    lam: float = 0.95  # GAE lambda
-    cliprange_value: float = 0.2  # clip range of the value predictions
-    vf_coef: float = 0.1  # weight of the value loss
-    entropy_coef: float = 0.0  # entropy bonus
-    whiten_rewards: bool = False  # whiten the per-token rewards before GAE
-    kl_coef: float = 0.05  # beta of the per-token KL penalty towards the reference (PPO's name for rl.beta)
-    value_learning_rate: float | None = None  # the value model's learning rate (None: learning_rate)
-
-    def __post_init__(self):
-        _check(self.ppo_epochs > 0, "ppo.ppo_epochs", self.ppo_epochs, "> 0")
-        _check(self.num_mini_batches > 0, "ppo.num_mini_batches", self.num_mini_batches, "> 0")
-        _check(0 < self.gamma <= 1, "ppo.gamma", self.gamma, "in (0, 1]")
-        _check(0 <= self.lam <= 1, "ppo.lam", self.lam, "in [0, 1]")
-        _check(self.cliprange_value > 0, "ppo.cliprange_value", self.cliprange_value, "> 0")
-        _check(self.vf_coef >= 0, "ppo.vf_coef", self.vf_coef, ">= 0")
-        _check(self.entropy_coef >= 0, "ppo.entropy_coef", self.entropy_coef, ">= 0")
-        _check(self.kl_coef >= 0, "ppo.kl_coef", self.kl_coef, ">= 0")
-        lr = self.value_learning_rate
-        _check(lr is None or lr > 0, "ppo.value_learning_rate", lr, "> 0 or null")
+        check(penalty is None or penalty >= 0, "rl.missing_eos_penalty", penalty, ">= 0")
+        check(self.vllm_mode in VLLM_MODES, "rl.vllm_mode", self.vllm_mode, "colocate or server")
 
 
 @dataclass
 class RewardFunctionOptions:
     """Options of the rule-based and model reward functions named in ``rewards``."""
 
-    format_pattern: str = r"^<think>.*?</think>\s*<answer>.*?</answer>$"  # what the format reward looks for
-    length_target: int = 256  # tokens at which the length reward peaks (0); -1 at 0 or twice the target
-    batch_size: int = 16  # completions scored at once by a reward_model:
+    format_pattern: str = option(r"^<think>.*?</think>\s*<answer>.*?</answer>$", "what the format reward looks for")
+    length_target: int = option(256, "tokens at which the length reward peaks (0); -1 at 0 or twice the target")
+    batch_size: int = option(16, "completions scored at once by a reward_model:")
 
     def __post_init__(self):
-        _check(self.length_target > 0, "reward_fns.length_target", self.length_target, "> 0")
-        _check(self.batch_size > 0, "reward_fns.batch_size", self.batch_size, "> 0")
+        check(self.length_target > 0, "reward_fns.length_target", self.length_target, "> 0")
+        check(self.batch_size > 0, "reward_fns.batch_size", self.batch_size, "> 0")
 
 
 @dataclass
 class ApiOptions:
     """The model behind an ``api:URL`` reward or judge (an OpenAI-compatible chat-completions endpoint)."""
 
-    model: str | None = None  # the served model's name, e.g. nvidia/llama-3.1-nemotron-70b-reward
-    key_env: str | None = "NVIDIA_API_KEY"  # environment variable holding the API key (null: send none)
-    timeout: float = 60.0  # seconds per request
-    max_retries: int = 3  # further tries after a timeout, connection error, 429 or 5xx
-    backoff: float = 1.0  # seconds before the first retry, doubled each time (or the server's Retry-After)
-    concurrency: int = 8  # requests in flight at once
-    prompt_template: str | None = None  # for a generative judge: one user message with {prompt} and {completion}
+    model: str | None = option(None, "the served model's name, e.g. nvidia/llama-3.1-nemotron-70b-reward")
+    key_env: str | None = option("NVIDIA_API_KEY", "environment variable holding the API key (null: send none)")
+    timeout: float = option(60.0, "seconds per request")
+    max_retries: int = option(3, "further tries after a timeout, connection error, 429 or 5xx")
+    backoff: float = option(1.0, "seconds before the first retry, doubled each time (or the server's Retry-After)")
+    concurrency: int = option(8, "requests in flight at once")
+    prompt_template: str | None = option(
+        None, "for a generative judge: one user message with {prompt} and {completion}"
+    )
 
     def __post_init__(self):
-        _check(self.timeout > 0, "api.timeout", self.timeout, "> 0")
-        _check(self.max_retries >= 0, "api.max_retries", self.max_retries, ">= 0")
-        _check(self.backoff >= 0, "api.backoff", self.backoff, ">= 0")
-        _check(self.concurrency > 0, "api.concurrency", self.concurrency, "> 0")
+        check(self.timeout > 0, "api.timeout", self.timeout, "> 0")
+        check(self.max_retries >= 0, "api.max_retries", self.max_retries, ">= 0")
+        check(self.backoff >= 0, "api.backoff", self.backoff, ">= 0")
+        check(self.concurrency > 0, "api.concurrency", self.concurrency, "> 0")
 
 
 @dataclass
-class TrainingConfig:
-    """Everything one training run needs. Sections (``lora``, ``data``, ``sft``) are set with dotted keys."""
+class SharedConfig:
+    """The keys every method shares, and the shared sections (``data``, ``lora``, ``rl`` ...); ``TrainingConfig``
+    adds one section per method, owned by its module. Sections are set with dotted keys (``lora.r=16``)."""
 
-    method: str = "sft"  # the training method, one of METHODS (llmrl train --help lists them)
-    model: str | None = None  # hub name, local folder, or builtin:tiny / builtin:small
-    dataset: str | None = None  # hub name, local file or folder, or builtin:sft / builtin:preference / builtin:prompts
-    split: str | None = None  # the split to train on (None: the dataset's training split, usually train)
-    eval_split: str | None = None  # a split to evaluate on every eval_steps (None: no evaluation)
-    output_dir: str | None = None  # None: runs/<method>-<date>-<time>
-    overwrite: bool = False  # allow replacing an output_dir that already holds a final/ model
-    resume: bool = False  # continue from the newest checkpoint in output_dir
-    seed: int = 42  # seeds data order, initialization, sampling and eval's bootstrap
-    per_device_train_batch_size: int = 8  # examples (online RL: completions) per process per micro-step
-    per_device_eval_batch_size: int = 8  # examples per process per eval step
-    gradient_accumulation_steps: int = 1  # micro-steps per optimizer step
-    learning_rate: float | None = None  # None: the method's usual default (TRL's)
-    lr_scheduler_type: str = "linear"  # one of LR_SCHEDULERS (transformers' schedules), e.g. cosine
-    warmup_ratio: float = 0.0  # fraction of the steps spent warming the learning rate up
-    weight_decay: float = 0.0  # AdamW's decoupled weight decay
-    max_grad_norm: float = 1.0  # gradient clipping; 0 turns it off
-    on_nonfinite: str = "stop"  # NaN/inf gradients: stop (keeping the last good checkpoint) or skip the batch
-    num_train_epochs: float = 1.0  # passes over the training split (max_steps, when set, wins)
-    max_steps: int | None = None  # stop after this many optimizer steps (overrides num_train_epochs)
-    max_length: int | str = 1024  # longest tokenized example in tokens, or auto (95th percentile of the data)
-    logging_steps: int = 10  # optimizer steps between records in metrics.jsonl and the trackers
-    save_steps: int = 500  # optimizer steps between checkpoints (a signal also saves one)
-    save_total_limit: int | None = 2  # checkpoints kept on disk (None: all)
-    eval_steps: int | None = None  # None: same as logging_steps
-    precision: str = "auto"  # auto: bf16 on a GPU that supports it, fp32 on CPU
-    gradient_checkpointing: bool | None = None  # None: on CUDA when memory needs it (an estimate), off on CPU
-    report_to: list[str] = field(default_factory=lambda: ["none"])  # none, tensorboard, wandb, trackio, neptune
-    project: str | None = None  # tracker project (W&B, trackio); else $WANDB_PROJECT, else "llmrl"
-    run_name: str | None = None  # name shown by trackers
+    method: str = option("sft", "the training method, one of METHODS (llmrl train --help lists them)")
+    model: str | None = option(None, "hub name, local folder, or builtin:tiny / builtin:small")
+    dataset: str | None = option(
+        None, "hub name, local file or folder, or builtin:sft / builtin:preference / builtin:prompts"
+    )
+    split: str | None = option(None, "the split to train on (None: the dataset's training split, usually train)")
+    eval_split: str | None = option(None, "a split to evaluate on every eval_steps (None: no evaluation)")
+    output_dir: str | None = option(None, "None: runs/<method>-<date>-<time>", trl="output_dir")
+    overwrite: bool = option(False, "allow replacing an output_dir that already holds a final/ model")
+    resume: bool = option(False, "continue from the newest checkpoint in output_dir")
+    seed: int = option(42, "seeds data order, initialization, sampling and eval's bootstrap", trl="seed")
+    per_device_train_batch_size: int = option(
+        8, "examples (online RL: completions) per process per micro-step", trl="per_device_train_batch_size"
+    )
+    per_device_eval_batch_size: int = option(8, "examples per process per eval step", trl="per_device_eval_batch_size")
+    gradient_accumulation_steps: int = option(1, "micro-steps per optimizer step", trl="gradient_accumulation_steps")
+    learning_rate: float | None = option(None, "None: the method's usual default (TRL's)", trl="learning_rate")
+    lr_scheduler_type: str = option(
+        "linear", "one of LR_SCHEDULERS (transformers' schedules), e.g. cosine", trl="lr_scheduler_type"
+    )
+    warmup_ratio: float = option(0.0, "fraction of the steps spent warming the learning rate up")
+    weight_decay: float = option(0.0, "AdamW's decoupled weight decay", trl="weight_decay")
+    max_grad_norm: float = option(1.0, "gradient clipping; 0 turns it off", trl="max_grad_norm")
+    on_nonfinite: str = option("stop", "NaN/inf gradients: stop (keeping the last good checkpoint) or skip the batch")
+    num_train_epochs: float = option(
+        1.0, "passes over the training split (max_steps, when set, wins)", trl="num_train_epochs"
+    )
+    max_steps: int | None = option(None, "stop after this many optimizer steps (overrides num_train_epochs)")
+    max_length: int | str = option(1024, "longest tokenized example in tokens, or auto (95th percentile of the data)")
+    logging_steps: int = option(
+        10, "optimizer steps between records in metrics.jsonl and the trackers", trl="logging_steps"
+    )
+    save_steps: int = option(500, "optimizer steps between checkpoints (a signal also saves one)", trl="save_steps")
+    save_total_limit: int | None = option(2, "checkpoints kept on disk (None: all)", trl="save_total_limit")
+    eval_steps: int | None = option(None, "None: same as logging_steps")
+    precision: str = option("auto", "auto: bf16 on a GPU that supports it, fp32 on CPU")
+    gradient_checkpointing: bool | None = option(None, "None: on CUDA when memory needs it (an estimate), off on CPU")
+    report_to: list[str] = option(["none"], "none, tensorboard, wandb, trackio, neptune")
+    project: str | None = option(None, 'tracker project (W&B, trackio); else $WANDB_PROJECT, else "llmrl"')
+    run_name: str | None = option(None, "name shown by trackers")
     # run Python code shipped with a model: true for the run's `model`, or a list naming the models to trust
-    trust_remote_code: bool | list[str] = False  # run code shipped with these models: [org/model, ...]
-    attn_implementation: str | None = None  # sdpa, eager, flash_attention_2 (None: flash-attn on CUDA if installed)
-    group_by_length: bool = True  # reward, DPO: batches of similar-length pairs (TRL pads them; this halves it)
-    use_liger_kernel: bool | None = None  # Liger's fused kernels (None: on for CUDA when liger-kernel is installed)
-    data: DataConfig = field(default_factory=DataConfig)
-    lora: LoraConfig = field(default_factory=LoraConfig)
-    sft: SFTOptions = field(default_factory=SFTOptions)
-    reward: RewardOptions = field(default_factory=RewardOptions)
-    dpo: DPOOptions = field(default_factory=DPOOptions)
-    kto: KTOOptions = field(default_factory=KTOOptions)
-    orpo: ORPOOptions = field(default_factory=ORPOOptions)
-    simpo: SimPOOptions = field(default_factory=SimPOOptions)
-    online_dpo: OnlineDPOOptions = field(default_factory=OnlineDPOOptions)
-    distill: DistillOptions = field(default_factory=DistillOptions)
-    rewards: list[str] = field(default_factory=list)  # online RL rewards, e.g. [accuracy, reward_model:runs/rm/final]
-    reward_weights: list[float] | None = None  # one weight per reward (None: all 1)
-    rl: OnlineRLOptions = field(default_factory=OnlineRLOptions)
-    ppo: PPOOptions = field(default_factory=PPOOptions)
-    reward_fns: RewardFunctionOptions = field(default_factory=RewardFunctionOptions)
-    api: ApiOptions = field(default_factory=ApiOptions)
-    trl: dict[str, Any] = field(default_factory=dict)  # any other field of the method's TRL config, e.g. optim
+    trust_remote_code: bool | list[str] = option(False, "run code shipped with these models: [org/model, ...]")
+    attn_implementation: str | None = option(
+        None, "sdpa, eager, flash_attention_2 (None: flash-attn on CUDA if installed)"
+    )
+    group_by_length: bool = option(True, "reward, DPO: batches of similar-length pairs (TRL pads them; this halves it)")
+    use_liger_kernel: bool | None = option(
+        None, "Liger's fused kernels (None: on for CUDA when liger-kernel is installed)"
+    )
+    data: DataConfig = section(DataConfig, "how the dataset is read")
+    lora: LoraConfig = section(LoraConfig, "LoRA adapters (peft) instead of full fine-tuning")
+    rewards: list[str] = option([], "online RL rewards, e.g. [accuracy, reward_model:runs/rm/final]")
+    reward_weights: list[float] | None = option(None, "one weight per reward (None: all 1)")
+    rl: OnlineRLOptions = section(
+        OnlineRLOptions, "online RL (grpo, rloo, ppo, online_dpo): sampling, the objective, vLLM"
+    )
+    reward_fns: RewardFunctionOptions = section(
+        RewardFunctionOptions, "options of the reward functions named in rewards"
+    )
+    api: ApiOptions = section(ApiOptions, "the model behind an api:URL reward or judge")
+    trl: dict[str, Any] = option({}, "any other field of the method's TRL config, e.g. optim")
 
     def __post_init__(self):
         for name in ("model", "dataset", "output_dir"):
             setattr(self, name, _expand_home(getattr(self, name)))
-        self.sft.chat_template_path = _expand_home(self.sft.chat_template_path)
-        self.distill.teacher = _expand_home(self.distill.teacher)
         if self.method not in METHODS:
             raise LlmrlError(
-                f"unknown method '{self.method}'{_did_you_mean(self.method, METHODS)}; methods: {', '.join(METHODS)}"
+                f"unknown method '{self.method}'{did_you_mean(self.method, METHODS)}; methods: {', '.join(METHODS)}"
             )
-        _check(self.precision in PRECISIONS, "precision", self.precision, f"one of {', '.join(PRECISIONS)}")
+        check(self.precision in PRECISIONS, "precision", self.precision, f"one of {', '.join(PRECISIONS)}")
         for name in (
             "per_device_train_batch_size",
             "per_device_eval_batch_size",
@@ -398,62 +256,50 @@ class TrainingConfig:
             "logging_steps",
             "save_steps",
         ):
-            _check(getattr(self, name) > 0, name, getattr(self, name), "> 0")
+            check(getattr(self, name) > 0, name, getattr(self, name), "> 0")
         for name in ("max_steps", "eval_steps", "save_total_limit"):
             value = getattr(self, name)
-            _check(value is None or value > 0, name, value, "> 0 or null")
-        _check(
+            check(value is None or value > 0, name, value, "> 0 or null")
+        check(
             self.max_length == "auto" or (isinstance(self.max_length, int) and self.max_length > 0),
             "max_length",
             self.max_length,
             "a positive integer or auto",
         )
-        _check(self.learning_rate is None or self.learning_rate > 0, "learning_rate", self.learning_rate, "> 0")
-        _check(self.num_train_epochs > 0, "num_train_epochs", self.num_train_epochs, "> 0")
-        _check(
+        check(self.learning_rate is None or self.learning_rate > 0, "learning_rate", self.learning_rate, "> 0")
+        check(self.num_train_epochs > 0, "num_train_epochs", self.num_train_epochs, "> 0")
+        check(
             self.lr_scheduler_type in LR_SCHEDULERS,
             "lr_scheduler_type",
             self.lr_scheduler_type,
             f"one of {', '.join(LR_SCHEDULERS)}",
         )
-        _check(0 <= self.warmup_ratio < 1, "warmup_ratio", self.warmup_ratio, "in [0, 1)")
-        _check(self.weight_decay >= 0, "weight_decay", self.weight_decay, ">= 0")
-        _check(self.max_grad_norm >= 0, "max_grad_norm", self.max_grad_norm, ">= 0")
-        _check(self.on_nonfinite in ("stop", "skip"), "on_nonfinite", self.on_nonfinite, "stop or skip")
+        check(0 <= self.warmup_ratio < 1, "warmup_ratio", self.warmup_ratio, "in [0, 1)")
+        check(self.weight_decay >= 0, "weight_decay", self.weight_decay, ">= 0")
+        check(self.max_grad_norm >= 0, "max_grad_norm", self.max_grad_norm, ">= 0")
+        check(self.on_nonfinite in ("stop", "skip"), "on_nonfinite", self.on_nonfinite, "stop or skip")
         unknown = [r for r in self.report_to if r not in REPORT_TO]
-        _check(not unknown, "report_to", self.report_to, f"a list of {', '.join(REPORT_TO)}")
+        check(not unknown, "report_to", self.report_to, f"a list of {', '.join(REPORT_TO)}")
         for spec in self.rewards:
             parse_spec(spec)
         if self.reward_weights is not None and len(self.reward_weights) != len(self.rewards):
             raise LlmrlError(
                 f"reward_weights has {len(self.reward_weights)} values for {len(self.rewards)} rewards; give one each"
             )
-        if self.trl and METHOD_SPECS[self.method].trl_config is None:
+        if self.trl and self.method_spec.trl_config is None:
             raise LlmrlError(
                 f"trl.{next(iter(self.trl))}: --method {self.method} is llmrl's own trainer, not TRL's; "
-                f"its options are {', '.join(s + '.*' for s in METHOD_SPECS[self.method].sections[:2])}"
+                f"its options are {', '.join(s + '.*' for s in self.method_spec.sections[:2])}"
             )
-        if self.method == "distill" and not self.distill.teacher:
-            raise LlmrlError("--method distill needs a teacher: --set distill.teacher=MODEL (a folder or hub name)")
-        if self.method == "ppo":
-            unsupported = [t for t in self.report_to if t not in ("none", *PPO_TRACKERS)]
-            if unsupported:
-                raise LlmrlError(f"report_to {', '.join(unsupported)}: --method ppo logs to tensorboard and wandb only")
-            defaults = OnlineRLOptions()
-            for name, instead in PPO_REPLACES_RL.items():
-                if getattr(self.rl, name) != getattr(defaults, name):
-                    raise LlmrlError(f"rl.{name} does not apply to --method ppo: {instead}")
-        if self.method == "ppo" and self.rl.use_vllm:
-            raise LlmrlError("--method ppo generates with transformers; rl.use_vllm is for grpo and rloo")
-        if self.method in ("grpo", "rloo"):
-            batch = self.per_device_train_batch_size * self.gradient_accumulation_steps
-            if batch % self.rl.num_generations:
-                raise LlmrlError(
-                    f"per_device_train_batch_size x gradient_accumulation_steps ({batch}) must be a multiple of "
-                    f"rl.num_generations ({self.rl.num_generations}): each batch holds whole groups of completions"
-                )
+        if self.method_spec.check:
+            self.method_spec.check(self)
         if self.eval_split is not None and self.eval_split == (self.split or "train"):
             raise LlmrlError(f"eval_split '{self.eval_split}' is the training split; choose a held-out split")
+
+    @property
+    def method_spec(self):
+        """The ``Method`` entry of ``method`` (llmrl/methods/__init__.py): its data, roles and sections."""
+        return METHOD_SPECS[self.method]
 
     def trusts_code_of(self, model: str) -> bool:
         """Whether ``trust_remote_code`` allows running the code shipped with ``model``."""
@@ -470,54 +316,57 @@ class TrainingConfig:
         return yaml.safe_dump(values, sort_keys=False)
 
 
-def explain(cfg: TrainingConfig) -> list[tuple[str, Any, Any, str]]:
-    """(key, default, current value, help) for every config key, in the order of ``--print-config``; the
-    help is the comment beside the field in this file, its one description."""
+TrainingConfig = dataclasses.make_dataclass(
+    "TrainingConfig",
+    [
+        (name, spec.options, section(spec.options, f"options of --method {name}"))
+        for name, spec in METHOD_SPECS.items()
+        if spec.options is not None
+    ],
+    bases=(SharedConfig,),
+    namespace={"__module__": __name__, "__qualname__": "TrainingConfig"},
+)
+TrainingConfig.__doc__ = """Everything one training run needs: the shared keys and sections (``SharedConfig``), then one
+section per method that has options, named after it (``dpo.beta``, ``ppo.kl_coef``): the method module's
+options dataclass, listed in ``llmrl.methods.METHODS``."""
+
+
+@functools.cache
+def trl_names() -> dict[str, str]:
+    """{TRL field: the llmrl keys that set it}, for the hint on a TRL name typed at the top level
+    (``beta`` -> ``dpo.beta, kto.beta, ...``): from the fields' metadata, then ``OTHER_TRL_NAMES``."""
+    names: dict[str, list[str]] = {}
+
+    def walk(cls, prefix: str) -> None:
+        for f in dataclasses.fields(cls):
+            if dataclasses.is_dataclass(f.type):
+                walk(f.type, f"{prefix}{f.name}.")
+            elif f.metadata.get("trl") and prefix:  # a shared key of the same name needs no hint
+                names.setdefault(f.metadata["trl"], []).append(prefix + f.name)
+
+    walk(TrainingConfig, "")
+    return {**{name: ", ".join(keys) for name, keys in names.items()}, **OTHER_TRL_NAMES}
+
+
+def explain(cfg: SharedConfig) -> list[tuple[str, Any, Any, str]]:
+    """(key, default, current value, help) for every config key, in the order of ``--print-config``; the help
+    is the field's ``metadata["help"]``, its one description."""
     rows = []
 
     def walk(obj, default, prefix: str) -> None:
-        notes = field_comments(type(obj))
         for f in dataclasses.fields(obj):
             value, base = getattr(obj, f.name), getattr(default, f.name)
             if dataclasses.is_dataclass(value):
                 walk(value, base, f"{prefix}{f.name}.")
             else:
-                rows.append((prefix + f.name, base, value, notes.get(f.name, "")))
+                rows.append((prefix + f.name, base, value, f.metadata.get("help", "")))
 
     walk(cfg, TrainingConfig(), "")
     return rows
 
 
-def field_comments(cls) -> dict[str, str]:
-    """The trailing ``# comment`` of each field line of dataclass ``cls``."""
-    import inspect
-    import io
-    import tokenize
-
-    comments, line_names = {}, {}
-    source = inspect.getsource(cls)
-    for number, line in enumerate(source.splitlines(), 1):
-        name = line.strip().split(":", 1)[0]
-        if line.startswith("    ") and not line.startswith("     ") and name.isidentifier():
-            line_names[number] = name
-    for token in tokenize.generate_tokens(io.StringIO(source).readline):
-        if token.type == tokenize.COMMENT and token.start[0] in line_names:
-            comments[line_names[token.start[0]]] = token.string.lstrip("# ").strip()
-    return comments
-
-
-def _check(ok: bool, name: str, value: Any, allowed: str) -> None:
-    if not ok:
-        raise LlmrlError(f"invalid {name}: {value!r} (expected {allowed})")
-
-
 def _expand_home(path: str | None) -> str | None:
     return os.path.expanduser(path) if path and path.startswith("~") else path
-
-
-def _did_you_mean(word: str, choices, prefix: str = "") -> str:
-    matches = difflib.get_close_matches(word, list(choices), n=3, cutoff=0.6)
-    return f"; did you mean {' or '.join(repr(prefix + m) for m in matches)}?" if matches else ""
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -620,12 +469,12 @@ def _unquoted(text: str) -> str:
 
 
 def _assign(values: dict[str, Any], dotted_key: str, value: Any) -> None:
-    *sections, leaf = dotted_key.split(".")
+    *parts, leaf = dotted_key.split(".")
     target = values
-    for section in sections:
-        existing = target.get(section)
+    for part in parts:
+        existing = target.get(part)
         if not isinstance(existing, dict):
-            existing = target[section] = {}
+            existing = target[part] = {}
         target = existing
     target[leaf] = value
 
@@ -637,9 +486,9 @@ def from_dict(cls, values: dict[str, Any], prefix: str = ""):
     kwargs = {}
     for key, value in values.items():
         if key not in hints:
-            hint = _did_you_mean(str(key), names, prefix)
-            if not prefix and key in TRL_NAMES:
-                hint = f"; llmrl's name for it: {TRL_NAMES[key]}"
+            hint = did_you_mean(str(key), names, prefix)
+            if not prefix and key in trl_names():
+                hint = f"; llmrl's name for it: {trl_names()[key]}"
             raise LlmrlError(f"unknown config key '{prefix}{key}'{hint} (llmrl train --print-config lists every key)")
         kind = hints[key]
         if dataclasses.is_dataclass(kind):

@@ -14,8 +14,13 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from llmrl import generation, trl_args
+from llmrl.builtin import resolve_model
 from llmrl.config import TrainingConfig
+from llmrl.data import prepare_dataset
 from llmrl.errors import LlmrlError, loading_failed
+from llmrl.loading import load_tokenizer
+from llmrl.memory import free_memory
 from llmrl.reward_specs import parse_spec
 from llmrl.rewards import build_reward_function, completion_text
 from llmrl.runlock import RunLock
@@ -63,7 +68,6 @@ def evaluate(cfg: TrainingConfig, settings: EvalSettings) -> dict:
 def evaluate_all(cfg: TrainingConfig, settings: EvalSettings, comparisons: list[Comparison]) -> list[dict]:
     """Each comparison on the same held-out prompts with the same decoding and judge; a model that several
     comparisons name (the SFT model, as every later stage's reference) answers once. Returns their results."""
-    from llmrl.generation import score
 
     parse_spec(settings.judge)
     if settings.num_prompts <= 0 or settings.max_new_tokens <= 0 or settings.batch_size <= 0:
@@ -74,7 +78,7 @@ def evaluate_all(cfg: TrainingConfig, settings: EvalSettings, comparisons: list[
     for model in dict.fromkeys(name for c in comparisons for name in (c.model, c.reference)):
         logger.info("generating %d responses with %s", len(prompts), model)
         responses, token_ids = generate(model, prompts, settings, cfg)
-        scores = score([judge], prompts, responses, token_ids, columns)
+        scores = generation.score([judge], prompts, responses, token_ids, columns)
         answers[model] = (responses, next(iter(scores.values())))
     all_results = []
     for comparison in comparisons:
@@ -128,8 +132,6 @@ def starting_model(model: str) -> str:
 
 def held_out_prompts(cfg: TrainingConfig, settings: EvalSettings) -> tuple[list, dict[str, list]]:
     """The first num_prompts prompts of the split (shuffled with the seed), and their other columns."""
-    from llmrl.data import prepare_dataset
-    from llmrl.training import load_tokenizer
 
     dataset, _ = prepare_dataset(cfg, load_tokenizer(cfg), "prompt", cfg.split)
     if settings.num_prompts > len(dataset):
@@ -150,10 +152,6 @@ def generate(model_name: str, prompts: list, settings: EvalSettings, cfg: Traini
     batched, with the model's own chat template; decoding is seeded."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
-
-    from llmrl import generation
-    from llmrl.builtin import resolve_model
-    from llmrl.memory import free_memory
 
     path = resolve_model(model_name)
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -277,10 +275,11 @@ def log_to_trackers(cfg: TrainingConfig, output_dir: Path, results: dict) -> Non
     if "wandb" in cfg.report_to:
         import wandb
 
-        from llmrl.training import tracker_project
-
         run = wandb.init(
-            project=tracker_project(cfg), name=cfg.run_name or output_dir.name, dir=str(output_dir), job_type="eval"
+            project=trl_args.tracker_project(cfg),
+            name=cfg.run_name or output_dir.name,
+            dir=str(output_dir),
+            job_type="eval",
         )
         run.log(scalars)
         run.finish()

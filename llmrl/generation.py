@@ -123,3 +123,44 @@ class TaskEval:
             totals = accelerator.reduce(totals, reduction="sum")
         totals = dict(zip(keys, totals.tolist(), strict=True))
         return {f"eval_{name}": totals[name] / totals[f"{name}/count"] for name in names if totals[f"{name}/count"] > 0}
+
+
+def task_eval(cfg, eval_dataset, tokenizer, reward_funcs) -> TaskEval | None:
+    """The held-out task metrics of an online-RL run, or None without an eval set."""
+    if eval_dataset is None:
+        return None
+    return TaskEval(eval_dataset, tokenizer, reward_funcs, cfg.rl.max_completion_length, cfg.per_device_eval_batch_size)
+
+
+class TaskEvalMixin:
+    """Online RL's evaluation for TRL's GRPO and RLOO trainers: greedy answers to the eval split, scored by the
+    run's reward functions (``eval_<reward>``; ``TaskEval``), in place of TRL's sampled evaluation. Runs at
+    the start, every ``eval_steps`` and at the end, as transformers schedules ``evaluate``."""
+
+    task_eval = None  # a TaskEval, set by the method's build_trainer
+    _last_eval: tuple[int, dict] | None = None
+
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval"):
+        from trl.models.utils import unwrap_model_for_generation
+
+        if self._last_eval and self._last_eval[0] == self.state.global_step:  # the final evaluation, just done
+            return self._last_eval[1]
+        with unwrap_model_for_generation(
+            self.model_wrapped, self.accelerator, gather_deepspeed3_params=self.args.ds3_gather_for_generation
+        ) as model:
+            metrics = self.task_eval(model, self.accelerator)
+        was_training = self.model.training
+        self.model.eval()  # TRL's log() reads its mode from the model: it then adds only evaluation metrics
+        try:
+            self.log(metrics)
+        finally:
+            self.model.train(was_training)
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+        self._last_eval = (self.state.global_step, metrics)
+        return metrics
+
+
+def with_task_eval(trainer_class: type) -> type:
+    """``trainer_class`` (TRL's GRPOTrainer or RLOOTrainer) with ``TaskEvalMixin``'s evaluation. Made when a
+    run builds its trainer, so that importing llmrl never imports TRL."""
+    return type(trainer_class.__name__, (TaskEvalMixin, trainer_class), {"__doc__": TaskEvalMixin.__doc__})

@@ -1,9 +1,13 @@
-"""What a run writes that several modules read: checkpoints (and which are complete) and JSON files written
-whole. Pure Python, imported by the runner, the training steps and PPO alike."""
+"""What a run writes that several modules read: checkpoints (and which are complete), JSON files written
+whole, and the provenance that run_info.json records (package versions, the git commit). Pure Python,
+imported by the runner, the pipeline, the training loops and PPO alike."""
 
+import importlib.metadata
 import json
+import subprocess
 from pathlib import Path
 
+PACKAGES = ("llmrl", "torch", "transformers", "trl", "datasets", "peft", "accelerate")  # recorded per run
 PPO_STATE = "ppo_state.json"  # what PPO's checkpoints hold in place of the Trainer's trainer_state.json
 CHECKPOINT_MARKERS = ("trainer_state.json", PPO_STATE)  # written last: a checkpoint without one is partial
 
@@ -21,3 +25,24 @@ def write_json(path: Path, data: dict) -> None:
     staging = path.with_name(f".{path.name}.tmp")
     staging.write_text(json.dumps(data, indent=2, default=str) + "\n")
     staging.replace(path)
+
+
+def package_versions() -> dict[str, str | None]:
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def git_commit() -> str | None:
+    """The commit of the llmrl source tree, when it is a git checkout."""
+    try:
+        result = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return result.stdout.strip() if result.returncode == 0 else None

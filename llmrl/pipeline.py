@@ -34,10 +34,13 @@ from llmrl.config import TrainingConfig, from_dict, read_yaml
 from llmrl.console import log_to_file, setup_console_logging
 from llmrl.data import eval_split, local_path
 from llmrl.errors import LlmrlError, first_line
+from llmrl.evaluation import Comparison, EvalSettings, evaluate_all, leaderboard_row
 from llmrl.interrupt import TrainingInterrupted
-from llmrl.launch import Launch
+from llmrl.launch import Launch, launch
+from llmrl.memory import free_memory
+from llmrl.merge import merge_adapter
 from llmrl.methods import METHODS
-from llmrl.outputs import write_json
+from llmrl.outputs import git_commit, package_versions, write_json
 from llmrl.runlock import LOCK_FILE, RunLock
 
 logger = logging.getLogger("llmrl")
@@ -153,8 +156,6 @@ def stage_output(pipeline: Pipeline, stage: str, run_dir: Path) -> Path:
 
 def eval_plan(pipeline: Pipeline, run_dir: Path):
     """(EvalSettings, [Comparison]) of the eval stage: each policy to evaluate against its reference."""
-    from llmrl.evaluation import Comparison, EvalSettings
-
     section = pipeline.stages["eval"]
     chosen = chosen_policies(pipeline)
     if chosen is None:  # every policy stage whose model this run has (or will have)
@@ -256,8 +257,6 @@ def run_locked_pipeline(pipeline: Pipeline, run_dir: Path, resume: bool, how: La
     if resume:
         info = json.loads(info_path.read_text())
     else:
-        from llmrl.runner import git_commit, package_versions
-
         info = {
             "pipeline": pipeline.name,
             "source": str(Path(pipeline.source).resolve()) if Path(pipeline.source).exists() else pipeline.source,
@@ -308,14 +307,9 @@ def run_locked_pipeline(pipeline: Pipeline, run_dir: Path, resume: bool, how: La
 
 
 def run_stage(pipeline: Pipeline, stage: str, run_dir: Path, resume: bool, how: Launch) -> None:
-    from llmrl.launch import launch
-    from llmrl.memory import free_memory
-
     cfg = stage_config(pipeline, stage, run_dir)
     stage_dir = run_dir / stage
     if stage == "eval":
-        from llmrl.evaluation import evaluate_all, leaderboard_row
-
         settings, comparisons = eval_plan(pipeline, run_dir)
         missing = [c.model for c in comparisons if not Path(c.model).exists()]
         if missing:
@@ -339,10 +333,6 @@ def run_stage(pipeline: Pipeline, stage: str, run_dir: Path, resume: bool, how: 
 
 def merge_stage(pipeline: Pipeline, stage: str, run_dir: Path) -> None:
     """A LoRA stage's adapter merged into its base (``merged/``): later stages start from a whole model."""
-    import shutil
-
-    from llmrl.merge import merge_adapter
-
     merged = stage_output(pipeline, stage, run_dir)
     shutil.rmtree(merged, ignore_errors=True)
     merge_adapter(run_dir / stage / "final", merged)

@@ -3,7 +3,11 @@ against plain reference implementations. Every function takes a ``mask`` (1 on r
 and ignores the masked-out positions.
 """
 
-import torch
+from __future__ import annotations
+
+from llmrl.lazy import lazy_import
+
+torch = lazy_import("torch")
 
 
 def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -26,6 +26,9 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from llmrl.builtin import CHAT_TEMPLATE, SPECIAL_TOKENS
+from llmrl.corpus import SKILLS, documents, word_list
+
 SHIPPED = Path(__file__).parent / "models" / "small"
 LOG_NAME = "pretrain_log.jsonl"
 
@@ -67,9 +70,6 @@ def build_tokenizer(recipe: Recipe = RECIPE):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    from llmrl.builtin import CHAT_TEMPLATE, SPECIAL_TOKENS
-    from llmrl.corpus import documents, word_list
-
     backend = Tokenizer(models.BPE())
     backend.pre_tokenizer = pre_tokenizers.Sequence(
         [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)]
@@ -100,8 +100,6 @@ def packed_rows(tokenizer, recipe: Recipe = RECIPE):
     start at 0 at every document, so that attention stays within it, and no document's first token is
     predicted from the one before it."""
     import torch
-
-    from llmrl.corpus import documents
 
     eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
     stream = documents(recipe.seed, 10**12)
@@ -240,8 +238,6 @@ def train(tokenizer, recipe: Recipe = RECIPE, steps: int | None = None, log=None
 def probe(model, tokenizer, per_skill: int = 50, seed: int = 12345) -> dict[str, float]:
     """Greedy accuracy on new questions of each corpus skill, asked as a one-turn chat: what the model can do."""
     import torch
-
-    from llmrl.corpus import SKILLS
 
     rng, scores = random.Random(seed), {}
     tokenizer.padding_side = "left"

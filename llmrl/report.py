@@ -12,6 +12,7 @@ import json
 import math
 from pathlib import Path
 
+from llmrl.errors import LlmrlError
 from llmrl.methods import METHODS
 
 # What a stage's plot shows: one panel per group, with up to three of its metrics that the stage logged.
@@ -45,8 +46,6 @@ def stage_dirs(run: Path) -> dict[str, Path]:
     )
     stages = {name: path for name, path in found.items() if any((path / f).is_file() for f in RESULT_FILES)}
     if not stages:
-        from llmrl.errors import LlmrlError
-
         raise LlmrlError(f"{run} holds no run: no metrics.jsonl or results.json in it or its subfolders")
     return dict(sorted(stages.items(), key=lambda kv: STAGE_ORDER.index(kv[0]) if kv[0] in STAGE_ORDER else 99))
 

@@ -1,16 +1,13 @@
-"""Run management around every method's ``train(cfg)``: the output folder, ``run_info.json``, the run log,
-and memory cleanup, the same for every method."""
+"""Run management around every method's trainer: the output folder, ``run_info.json``, the run log, the run's
+services (``RunContext``) and memory cleanup, the same for every method."""
 
 import contextlib
 import datetime
-import importlib
-import importlib.metadata
 import json
 import logging
 import os
 import platform
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -20,13 +17,16 @@ from llmrl.config import TrainingConfig
 from llmrl.console import log_to_file, setup_console_logging
 from llmrl.data import local_path
 from llmrl.errors import LlmrlError, first_line
+from llmrl.hardware import detect_hardware
 from llmrl.interrupt import TrainingInterrupted
 from llmrl.memory import free_memory
 from llmrl.methods import METHODS
-from llmrl.outputs import complete_checkpoints, write_json
+from llmrl.outputs import complete_checkpoints, git_commit, package_versions, write_json
+from llmrl.run_context import RunContext
 from llmrl.runlock import RunLock
+from llmrl.trl_args import check_trl_keys, trl_config_class
+from llmrl.trl_loop import train_and_save
 
-PACKAGES = ("llmrl", "torch", "transformers", "trl", "datasets", "peft", "accelerate")
 SECRET_WORDS = ("key", "token", "secret", "password")
 logger = logging.getLogger("llmrl")
 RUN_FILES = (
@@ -43,8 +43,6 @@ RUN_FILES = (
 
 def run_training(cfg: TrainingConfig) -> Path:
     """Train ``cfg.method`` into ``cfg.output_dir`` and return the path of the saved ``final/`` model."""
-    from llmrl.training import detect_hardware
-
     check_inputs(cfg)
     setup_console_logging()
     with locked_output_dir(cfg) as (output_dir, created, resumed_changes):
@@ -70,8 +68,7 @@ def run_training(cfg: TrainingConfig) -> Path:
                 logger.info("resume: %s (changed since the run was started)", change)
             logger.info(detect_hardware(cfg).summary())
             try:
-                method = importlib.import_module(METHODS[cfg.method].module)
-                final = method.train(cfg)
+                final = train(cfg, RunContext(cfg))
                 info.update(status="completed", final_dir=str(final))
                 return final
             except (KeyboardInterrupt, TrainingInterrupted):
@@ -87,6 +84,14 @@ def run_training(cfg: TrainingConfig) -> Path:
                 free_memory()
                 if _is_main_process():
                     settle_output_dir(output_dir, replaced, created)
+
+
+def train(cfg: TrainingConfig, run: RunContext) -> Path:
+    """Build the method's trainer and run it: a TRL trainer through ``train_and_save`` (callbacks connect it
+    to the run's services), llmrl's own PPO loop by calling them directly."""
+    method = cfg.method_spec
+    trainer = method.module.build_trainer(cfg)
+    return train_and_save(trainer, run) if method.trl_config else trainer.train(run)
 
 
 @contextlib.contextmanager
@@ -109,13 +114,11 @@ def locked_output_dir(cfg: TrainingConfig):
 
 def check_inputs(cfg: TrainingConfig) -> None:
     """Cheap checks of the model, the dataset and the hardware options, before anything is written."""
-    from llmrl.training import check_trl_keys, detect_hardware, trl_config_class
-
     local_path(cfg.dataset)
     detect_hardware(cfg)  # fp16 or QLoRA without CUDA fail here, not after the data is prepared
     check_weights(resolve_model(cfg.model))
     if cfg.trl:
-        check_trl_keys(cfg, trl_config_class(cfg.method))  # fields llmrl sets per method are checked when built
+        check_trl_keys(cfg, trl_config_class(cfg))  # fields llmrl sets per method are checked when built
 
 
 def name_output_dir(cfg: TrainingConfig) -> Path:
@@ -262,8 +265,9 @@ def settle_output_dir(output_dir: Path, replaced: Path | None, created: bool) ->
 def finish_trackers() -> None:
     """Close this run's W&B run, so that its files are complete and the next stage starts a run of its own."""
     wandb = sys.modules.get("wandb")
-    if wandb is not None and getattr(wandb, "run", None) is not None:
-        wandb.finish()
+    if wandb is not None:
+        if getattr(wandb, "run", None) is not None:
+            wandb.finish()
         wandb.teardown()  # W&B keeps its first settings (WANDB_DIR) process-wide; the next run reads them anew
 
 
@@ -279,27 +283,6 @@ def redact(value, key: str = ""):
     if value is not None and any(word in key.lower() for word in SECRET_WORDS):
         return "***"
     return value
-
-
-def package_versions() -> dict[str, str | None]:
-    versions = {}
-    for name in PACKAGES:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            versions[name] = None
-    return versions
-
-
-def git_commit() -> str | None:
-    """The commit of the llmrl source tree, when it is a git checkout."""
-    try:
-        result = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return result.stdout.strip() if result.returncode == 0 else None
 
 
 def hardware_summary() -> dict:

@@ -280,7 +280,7 @@ class Work:
 def run_llmrl(method: str, work: Work) -> Measure:
     """One run through llmrl.runner.run_training, with llmrl's defaults for everything not set here."""
     from llmrl.config import load_config
-    from llmrl.methods import MODULES
+    from llmrl.methods import METHODS
     from llmrl.runner import run_training
 
     output_dir = Path(tempfile.mkdtemp(prefix=f"llmrl-{method}-", dir=work.work_dir))
@@ -308,7 +308,7 @@ def run_llmrl(method: str, work: Work) -> Measure:
     cfg = load_config(flags=flags)
 
     measure = Measure()
-    module = importlib.import_module(MODULES[method])
+    module = METHODS[method].module
     build_trainer = module.build_trainer
 
     def build_and_instrument(cfg):
@@ -317,7 +317,7 @@ def run_llmrl(method: str, work: Work) -> Measure:
         instrument(trainer, measure)
         return trainer
 
-    module.build_trainer = build_and_instrument  # train(cfg) looks it up here when run_training calls it
+    module.build_trainer = build_and_instrument  # the runner looks it up here when run_training calls it
     started = time.perf_counter()
     try:
         run_training(cfg)

@@ -469,9 +469,7 @@ def test_messages_are_never_cut_mid_sentence():
 def test_a_tracker_that_is_not_installed_is_refused_for_every_method(bad_inputs, tracker, method):
     import importlib.util
 
-    if method == "ppo":  # PPO's own loop has no trackio or neptune logging: refused, installed or not
-        words = [f"report_to {tracker}: --method ppo logs to tensorboard and wandb only"]
-    elif importlib.util.find_spec(tracker) is None:
+    if importlib.util.find_spec(tracker) is None:  # PPO's own loop logs to it through accelerate's trackers
         words = [f"report_to names {tracker}, which is not installed: pip install {tracker}"]
     else:
         pytest.skip(f"{tracker} is installed here")

@@ -121,7 +121,7 @@ def test_init_model_refuses_a_non_empty_folder(tmp_path):
 
 
 def test_the_methods_dict_and_the_modules_are_in_step():
-    """Every listed method has its module (named after it, with train and, for TRL's trainers, build_trainer)
+    """Every listed method has its module (named after it, with build_trainer, its options as its own section)
     and every module in llmrl/methods is listed; its TRL config class exists; its sections are config keys."""
     import dataclasses
     import importlib
@@ -137,14 +137,15 @@ def test_the_methods_dict_and_the_modules_are_in_step():
     assert modules == set(METHODS), "a module in llmrl/methods is not listed in METHODS, or the other way round"
     fields = {f.name for f in dataclasses.fields(TrainingConfig)}
     for name, method in METHODS.items():
-        assert method.module == f"llmrl.methods.{name}"
-        module = importlib.import_module(method.module)
-        assert callable(module.train)
+        assert method.module.__name__ == f"llmrl.methods.{name}" and method.name == name
+        assert callable(method.module.build_trainer)
         assert set(method.sections) <= fields, name
+        if method.options is not None:
+            assert method.sections[0] == name and dataclasses.is_dataclass(method.options)
+            assert method.options.__module__ == method.module.__name__  # the module owns its options
         if method.trl_config:
             path, _, cls = method.trl_config.partition(":")
             assert dataclasses.is_dataclass(getattr(importlib.import_module(path), cls))
-            assert callable(module.build_trainer)
 
 
 def test_a_run_that_fails_early_leaves_no_folder_behind(tmp_path):

@@ -10,8 +10,8 @@ pytestmark = pytest.mark.gpu
 def test_cuda_run_picks_bf16_and_releases_memory(tmp_path):
     import torch
 
+    from llmrl.hardware import detect_hardware
     from llmrl.runner import run_training
-    from llmrl.training import detect_hardware
 
     cfg = load_config(
         sets=["model=builtin:small", "dataset=builtin:sft", "max_steps=3", f"output_dir={tmp_path / 'o'}"]

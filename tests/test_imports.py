@@ -1,5 +1,6 @@
 """llmrl's modules import one another in layers (issue 18): no cycle, through module- or function-level
-imports alike (only cli.py's function-level imports, which keep --help fast, are left out)."""
+imports alike (only cli.py's function-level imports, which keep --help fast, and imports for type checkers
+under ``if TYPE_CHECKING:``, which never run, are left out)."""
 
 import ast
 import graphlib
@@ -26,7 +27,10 @@ def import_graph() -> dict[str, set[str]]:
         tree = ast.parse(path.read_text())
         top = {id(node) for node in tree.body}
         edges = set()
+        skipped = typing_only(tree)
         for node in ast.walk(tree):
+            if id(node) in skipped:
+                continue
             if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
                 names = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
             elif isinstance(node, ast.Import):
@@ -43,6 +47,12 @@ def import_graph() -> dict[str, set[str]]:
     return graph
 
 
+def typing_only(tree) -> set[int]:
+    """The nodes under ``if TYPE_CHECKING:`` blocks."""
+    blocks = [node for node in ast.walk(tree) if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)]
+    return {id(n) for block in blocks for statement in block.body for n in ast.walk(statement)}
+
+
 def test_no_import_cycles():
     try:
         graphlib.TopologicalSorter(import_graph()).prepare()
@@ -55,3 +65,29 @@ def test_the_check_finds_a_cycle():
     with pytest.raises(graphlib.CycleError):
         graphlib.TopologicalSorter(graph).prepare()
     assert import_graph()["llmrl.runner"] >= {"llmrl.outputs", "llmrl.runlock"}  # the graph is the real one
+
+
+def test_llmrl_modules_are_imported_at_the_top_of_each_file():
+    """Function-level imports of llmrl's own modules hide the import graph; only cli.py has them (they keep
+    ``--help`` instant), and the package's lazy attributes (``from llmrl import train``) in __init__.py."""
+    allowed = {PACKAGE / "cli.py", PACKAGE / "__init__.py"}
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if path in allowed:
+            continue
+        tree = ast.parse(path.read_text())
+        top = {id(node) for node in tree.body}
+        skipped = top | typing_only(tree)
+        for node in ast.walk(tree):
+            names = (
+                [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else [a.name for a in getattr(node, "names", [])]
+                if isinstance(node, ast.Import)
+                else []
+            )
+            if id(node) in skipped:
+                continue
+            if any(name == "llmrl" or name.startswith("llmrl.") for name in names):
+                found.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno}")
+    assert not found, f"function-level llmrl imports: {', '.join(found)}"

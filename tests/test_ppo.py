@@ -383,7 +383,7 @@ def test_sigterm_saves_a_checkpoint_and_exits_143(tmp_path):
     assert process.returncode == 143, stderr[-3000:]
     errors = [line for line in stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and errors[0].startswith("error: stopped by SIGTERM"), stderr[-3000:]
-    assert str(out / "checkpoint-2") in errors[0] and f"--output-dir {out} --resume" in errors[0]
+    assert str(out / "checkpoint-2") in errors[0] and f"the same command with --resume (output {out})" in errors[0]
     assert "Traceback" not in stderr
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-2"]
     assert json.loads((out / "checkpoint-2" / "ppo_state.json").read_text())["step"] == 2
@@ -437,3 +437,47 @@ def test_ppo_scores_greedy_answers_to_the_eval_split_and_its_value_model_has_its
 def test_rl_options_ppo_does_not_read_are_refused_naming_its_own(tmp_path, setting, words):
     with pytest.raises(LlmrlError, match=f"{setting.split('=')[0]} does not apply to --method ppo: .*{words}"):
         ppo_config(tmp_path, setting)
+
+
+def test_ppo_logs_to_tensorboard_and_wandb_through_the_shared_trackers(tmp_path, monkeypatch):
+    """PPO's records reach TensorBoard (under tensorboard/) and an offline W&B run, as the TRL methods' do."""
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    run_training(ppo_config(tmp_path, "max_steps=2", "report_to=[tensorboard,wandb]"))
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = [p.parent for p in (tmp_path / "ppo" / "tensorboard").rglob("events.out.tfevents.*")]
+    scalars = {}
+    for folder in events:
+        accumulator = EventAccumulator(str(folder))
+        accumulator.Reload()
+        scalars.update({tag: accumulator.Scalars(tag) for tag in accumulator.Tags()["scalars"]})
+    assert [event.step for event in scalars["ppo/score"]] == [1, 2]
+    assert "ppo/kl" in scalars and "ppo/policy_loss" in scalars
+    runs = list((tmp_path / "ppo" / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert runs and runs[0].stat().st_size > 0
+
+
+@pytest.mark.parametrize("tracker", ["trackio", "neptune"])
+def test_ppo_logs_to_trackio_and_neptune_when_they_are_installed(tmp_path, tracker):
+    """Where the package is installed (it is not a dependency: without it every method refuses report_to
+    naming it, tests/test_bad_input.py), PPO's records reach a local trackio project or an offline Neptune run."""
+    pytest.importorskip(tracker)
+    env = {**os.environ, "TRACKIO_DIR": str(tmp_path / "trackio"), "NEPTUNE_MODE": "offline"}
+    env.setdefault("NEPTUNE_PROJECT", "llmrl/test")
+    args = ["--method", "ppo", "--model", "builtin:tiny", "--dataset", "builtin:prompts", "--max-steps", "2"]
+    sets = ["rewards=[length]", "rl.max_completion_length=8", "logging_steps=1", f"report_to=[{tracker}]"]
+    sets.append("project=ppo-trackers")
+    command = [sys.executable, "-m", "llmrl", "train", *args, "--output-dir", "ppo"]
+    command += [arg for item in sets for arg in ("--set", item)]
+    subprocess.run(command, cwd=tmp_path, env=env, check=True, capture_output=True, timeout=600)
+    if tracker == "trackio":
+        code = (
+            "from trackio.sqlite_storage import SQLiteStorage as S\n"
+            "print([r['step'] for r in S.get_logs('ppo-trackers', 'ppo') if 'ppo/score' in r])"
+        )
+        steps = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+        assert steps.stdout.strip() == "[1, 2]"
+    else:
+        operations = "".join(p.read_text() for p in (tmp_path / ".neptune").rglob("data-*.log"))
+        assert operations.count('"path": ["ppo", "score"]') == 2

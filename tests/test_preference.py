@@ -11,8 +11,9 @@ from typer.testing import CliRunner
 
 from llmrl.cli import app
 from llmrl.config import load_config
+from llmrl.run_context import RunContext
 from llmrl.runner import run_training
-from llmrl.training import train_and_save
+from llmrl.trl_loop import train_and_save
 
 runner = CliRunner()
 
@@ -56,7 +57,7 @@ def test_reward_model_learns_a_separable_preference(tmp_path, toy_pairs):
     trainer = build_trainer(cfg)
     assert len(trainer.eval_dataset) == 20  # no eval split: a held-out fraction of the training data
     before = trainer.evaluate()["eval_accuracy"]
-    final = train_and_save(trainer, cfg)
+    final = train_and_save(trainer, RunContext(cfg))
 
     evaluation = [r for r in records(out) if "eval_accuracy" in r][-1]
     assert evaluation["eval_accuracy"] >= 0.9 > before + 0.2

@@ -84,7 +84,7 @@ def test_a_save_that_fails_midway_leaves_the_earlier_final_model_whole(tmp_path,
     """final/ is written into a staging folder and renamed when complete: a crash while writing the new model
     (here the disk fills after the first file) leaves the earlier run's final/ as it was."""
     from llmrl.methods.sft import build_trainer
-    from llmrl.training import save_final
+    from llmrl.trl_loop import save_final
 
     out = tmp_path / "run"
     earlier = run_training(sft_config(chat_jsonl, out, 2))
@@ -171,7 +171,7 @@ def test_nan_gradients_can_be_skipped(tmp_path, chat_jsonl, caplog):
 def test_gradient_clipping_is_on_by_default():
     from trl import SFTConfig
 
-    from llmrl.training import trl_config
+    from llmrl.trl_args import trl_config
 
     assert trl_config(load_config(sets=["output_dir=out"]), SFTConfig).max_grad_norm == 1.0
 

@@ -8,7 +8,8 @@ from trl import SFTConfig
 
 from llmrl.config import load_config
 from llmrl.errors import LlmrlError
-from llmrl.training import detect_hardware, trl_config
+from llmrl.hardware import detect_hardware
+from llmrl.trl_args import trl_config
 
 
 @pytest.fixture(autouse=True)
@@ -101,7 +102,7 @@ def test_gradient_checkpointing_is_chosen_by_the_memory_training_needs(tmp_path)
     on an 80 GB one; the built-in small model never does; a LoRA run needs far less than a full one."""
     from transformers import Qwen2Config
 
-    from llmrl.training import needs_checkpointing
+    from llmrl.hardware import needs_checkpointing
 
     Qwen2Config(
         hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14, vocab_size=151936
@@ -118,21 +119,21 @@ def test_gradient_checkpointing_is_chosen_by_the_memory_training_needs(tmp_path)
 
 
 def test_the_hardware_is_worked_out_once_per_run(tmp_path, chat_jsonl, monkeypatch):
-    import llmrl.training
+    import llmrl.hardware
     from llmrl.config import load_config
     from llmrl.runner import run_training
 
     calls = []
-    probe = llmrl.training.probe_hardware
-    monkeypatch.setattr(llmrl.training, "probe_hardware", lambda cfg: calls.append(1) or probe(cfg))
+    probe = llmrl.hardware.probe_hardware
+    monkeypatch.setattr(llmrl.hardware, "probe_hardware", lambda cfg: calls.append(1) or probe(cfg))
     sets = ["model=builtin:tiny", f"dataset={chat_jsonl}", f"output_dir={tmp_path / 'run'}", "max_steps=1"]
     run_training(load_config(sets=sets))
     assert len(calls) == 1
     cfg = load_config(sets=[*sets, "precision=fp32"])
-    assert llmrl.training.detect_hardware(cfg).precision == "fp32"
+    assert llmrl.hardware.detect_hardware(cfg).precision == "fp32"
     cfg.precision = "fp16"  # a changed config is worked out anew (and fp16 without CUDA is refused)
     import torch
 
     if not torch.cuda.is_available():
         with pytest.raises(Exception, match="fp16 needs a CUDA GPU"):
-            llmrl.training.detect_hardware(cfg)
+            llmrl.hardware.detect_hardware(cfg)

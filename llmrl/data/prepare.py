@@ -7,15 +7,23 @@ takes more than ``data.max_prompt_fraction`` of ``max_length``. The ``DataReport
 step's row count, so that a run's log and ``llmrl data inspect`` can show where rows went.
 """
 
+from __future__ import annotations
+
+import dataclasses
 import logging
 import math
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from llmrl.config import TrainingConfig
+from llmrl.builtin import model_config
 from llmrl.data import schemas
 from llmrl.data.sources import default_split, load_split
 from llmrl.errors import LlmrlError
+from llmrl.loading import load_tokenizer
+
+if TYPE_CHECKING:
+    from llmrl.config import TrainingConfig
 
 logger = logging.getLogger("llmrl")
 AUTO_PERCENTILE = 95
@@ -80,8 +88,9 @@ def prepare_dataset(cfg: TrainingConfig, tokenizer, kind: str, split: str | None
     report.total_lengths = percentiles(dataset["_total_tokens"])
     requested = cfg.max_length if max_length is None else max_length
     limit = context_limit(cfg, tokenizer) if requested == "auto" else None
+    default = next(f.default for f in dataclasses.fields(cfg) if f.name == "max_length")
     report.max_length, report.max_length_note = resolve_max_length(
-        requested, report, limit, cfg.data.max_prompt_fraction
+        requested, report, limit, cfg.data.max_prompt_fraction, default
     )
     limit = math.floor(cfg.data.max_prompt_fraction * report.max_length)
     before = len(dataset)
@@ -249,7 +258,7 @@ def percentiles(values: list[int]) -> dict[str, int]:
 
 
 def resolve_max_length(
-    requested: int | str, report: DataReport, limit: int | None, prompt_fraction: float
+    requested: int | str, report: DataReport, limit: int | None, prompt_fraction: float, default: int = 1024
 ) -> tuple[int, str]:
     """(max_length, how it was chosen): a number as given, or ``auto``: the 95th percentile, capped by the model.
 
@@ -257,8 +266,8 @@ def resolve_max_length(
     95th-percentile prompt fill ``prompt_fraction`` of max_length.
     """
     if requested != "auto":
-        default = requested == TrainingConfig.max_length
-        return int(requested), "the default; max_length=auto fits it to the data" if default else "as set"
+        is_default = requested == default
+        return int(requested), "the default; max_length=auto fits it to the data" if is_default else "as set"
     if report.kind == "prompt":
         picked = math.ceil(report.prompt_lengths["p95"] / prompt_fraction)
         how = f"auto: p{AUTO_PERCENTILE} prompt length / data.max_prompt_fraction"
@@ -278,8 +287,6 @@ def context_limit(cfg: TrainingConfig, tokenizer) -> int | None:
     if isinstance(model_max, int) and model_max < 10**8:  # tokenizers without a limit report a huge sentinel
         limits.append(model_max)
     if cfg.model:
-        from llmrl.training import model_config
-
         config = model_config(cfg.model, cfg.trusts_code_of(cfg.model))
         if getattr(config, "max_position_embeddings", None):
             limits.append(int(config.max_position_embeddings))
@@ -322,8 +329,6 @@ def example_segments(row: dict, kind: str, tokenizer) -> list[tuple[str, str]]:
 
 def inspect_dataset(cfg: TrainingConfig, kind: str) -> tuple[DataReport, list[tuple[str, str]]]:
     """The report of preparing ``cfg.dataset`` for ``kind``, and the first prepared row in labelled pieces."""
-    from llmrl.training import load_tokenizer
-
     tokenizer = load_tokenizer(cfg)
     dataset, report = prepare_dataset(cfg, tokenizer, kind)
     return report, example_segments(dataset[0], kind, tokenizer)

@@ -14,11 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from llmrl.errors import LlmrlError
-from llmrl.methods import METHODS
 
-# What each method's data becomes: supervised answers, preference pairs, good/bad answers (KTO: unpaired, or
-# pairs that TRL unpairs), or prompts for online RL and evaluation.
-METHOD_KINDS = {**{name: method.kind for name, method in METHODS.items()}, "eval": "prompt"}
 Messages = list[dict[str, str]]
 
 

@@ -9,18 +9,23 @@
 - Anything else is a hub dataset name, read with ``datasets.load_dataset`` (``data.subset``, ``data.data_dir``).
 """
 
+from __future__ import annotations
+
 import csv
 import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from llmrl.config import TrainingConfig
+from llmrl.builtin import PREFIX as BUILTIN_PREFIX
+from llmrl.builtin import SAMPLES_DIR
 from llmrl.errors import LlmrlError, first_line, missing_local_folder_hint
 from llmrl.files import check_utf8, looks_like_path
 
-SAMPLES_DIR = Path(__file__).parent / "samples"
-BUILTIN_PREFIX = "builtin:"  # what llmrl ships or builds: builtin:sft (data), builtin:tiny (model)
+if TYPE_CHECKING:
+    from llmrl.config import TrainingConfig
+
 BUILTIN_DATASETS = tuple(BUILTIN_PREFIX + p.name for p in sorted(SAMPLES_DIR.iterdir()) if p.is_dir())
 logger = logging.getLogger("llmrl")
 LOCAL_FORMATS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv"}

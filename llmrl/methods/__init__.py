@@ -1,15 +1,21 @@
 """The methods llmrl trains with, one entry each: what a method is to the rest of llmrl.
 
-``METHODS`` is the one list. The config's method names and sections, the data each method reads, the memory
-estimate, the pipeline's stage order and roles, the report's order, the resume check and the CLI's help all
-derive from it. Each entry names the module that trains (``train(cfg) -> Path`` returning ``final/``),
-imported only when a run starts, and the TRL config class whose fields the ``trl:`` section may set.
+``METHODS`` is the one list. Each entry names the module that owns the method (its options dataclass, its
+cross-key checks and ``build_trainer(cfg)``) and what the rest of llmrl needs to know about it: the data it
+reads, the TRL config class whose fields ``trl:`` may set, and its memory and pipeline roles. The config's
+sections, ``data inspect``, the memory estimate, the pipeline's stage order and roles, the report's order, the
+resume check and the CLI's help all derive from it. Adding a method is one module and one entry here.
 
-Pure Python: nothing heavy is imported here.
+Light to import: the method modules import TRL, transformers and torch inside their functions.
 """
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
+from types import ModuleType
+
+from llmrl.methods import distill, dpo, grpo, kto, online_dpo, orpo, ppo, reward, rloo, sft, simpo
+from llmrl.trl_args import check_whole_groups
 
 # llmrl pins the TRL version whose experimental trainers (ORPO, CPO for SimPO, online DPO) its tests run, so
 # TRL's warning on importing trl.experimental says nothing to a user
@@ -19,11 +25,13 @@ ONLINE_SECTIONS = ("rl", "rewards", "reward_weights", "reward_fns")  # what ever
 
 @dataclass(frozen=True)
 class Method:
-    module: str  # the module with train(cfg)
+    module: ModuleType  # owns the method: build_trainer(cfg), its options, its checks
     kind: str  # the data it reads: sft, preference, kto (unpaired or pairs) or prompt (generates answers)
     trainer: str  # the trainer, as the README's table names it
     trl_config: str | None  # "module:Class" of the TRL config that `trl:` keys go to (None: llmrl's own loop)
-    sections: tuple[str, ...] = ()  # the config sections it reads besides the shared keys
+    options: type | None = None  # its config section, named after the method (dpo.beta, ppo.kl_coef, ...)
+    shared_sections: tuple[str, ...] = ()  # the shared sections it reads besides the shared keys
+    check: Callable | None = None  # checks of a whole config for this method (keys that depend on each other)
     reference: bool = False  # keeps a frozen copy of the starting policy (memory)
     pairs: bool = False  # chosen and rejected go through the model in one forward pass (memory)
     online: bool = False  # generates completions while it trains (reads rl.* and rewards)
@@ -31,28 +39,37 @@ class Method:
     rewarded_by_reward_model: bool = False  # in a pipeline, scored by the reward stage's model unless told
     policy: bool = True  # trains a policy that eval compares (a reward model is not one)
 
+    @property
+    def name(self) -> str:
+        return self.module.__name__.rpartition(".")[2]
+
+    @property
+    def sections(self) -> tuple[str, ...]:
+        """The config sections it reads: its own (named after it), then the shared ones."""
+        return ((self.name,) if self.options else ()) + self.shared_sections
+
 
 METHODS = {  # in pipeline order
-    "sft": Method("llmrl.methods.sft", "sft", "SFTTrainer", "trl:SFTConfig", ("sft",), starts_from_sft=False),
-    "distill": Method("llmrl.methods.distill", "prompt", "DistillationTrainer", "trl:DistillationConfig",
-                      ("distill",), reference=True),  # the teacher's copy counts as a reference's
-    "reward": Method("llmrl.methods.reward", "preference", "RewardTrainer", "trl:RewardConfig", ("reward",),
-                     pairs=True, policy=False),
-    "dpo": Method("llmrl.methods.dpo", "preference", "DPOTrainer", "trl:DPOConfig", ("dpo",), reference=True,
-                  pairs=True),
-    "kto": Method("llmrl.methods.kto", "kto", "KTOTrainer", "trl:KTOConfig", ("kto",), reference=True),
-    "orpo": Method("llmrl.methods.orpo", "preference", "ORPOTrainer (trl.experimental)",
-                   "trl.experimental.orpo:ORPOConfig", ("orpo",), pairs=True),
-    "simpo": Method("llmrl.methods.simpo", "preference", "CPOTrainer, SimPO loss (trl.experimental)",
-                    "trl.experimental.cpo:CPOConfig", ("simpo",), pairs=True),
-    "online_dpo": Method("llmrl.methods.online_dpo", "prompt", "OnlineDPOTrainer (trl.experimental)",
-                         "trl.experimental.online_dpo:OnlineDPOConfig", ("online_dpo", *ONLINE_SECTIONS),
-                         reference=True, online=True),
-    "grpo": Method("llmrl.methods.grpo", "prompt", "GRPOTrainer", "trl:GRPOConfig", ONLINE_SECTIONS,
+    "sft": Method(sft, "sft", "SFTTrainer", "trl:SFTConfig", sft.SFTOptions, starts_from_sft=False),
+    "distill": Method(distill, "prompt", "DistillationTrainer", "trl:DistillationConfig", distill.DistillOptions,
+                      check=distill.check_config, reference=True),  # the teacher's copy counts as a reference's
+    "reward": Method(reward, "preference", "RewardTrainer", "trl:RewardConfig", reward.RewardOptions, pairs=True,
+                     policy=False),
+    "dpo": Method(dpo, "preference", "DPOTrainer", "trl:DPOConfig", dpo.DPOOptions, reference=True, pairs=True),
+    "kto": Method(kto, "kto", "KTOTrainer", "trl:KTOConfig", kto.KTOOptions, reference=True),
+    "orpo": Method(orpo, "preference", "ORPOTrainer (trl.experimental)", "trl.experimental.orpo:ORPOConfig",
+                   orpo.ORPOOptions, pairs=True),
+    "simpo": Method(simpo, "preference", "CPOTrainer, SimPO loss (trl.experimental)",
+                    "trl.experimental.cpo:CPOConfig", simpo.SimPOOptions, pairs=True),
+    "online_dpo": Method(online_dpo, "prompt", "OnlineDPOTrainer (trl.experimental)",
+                         "trl.experimental.online_dpo:OnlineDPOConfig", online_dpo.OnlineDPOOptions,
+                         ONLINE_SECTIONS, reference=True, online=True),
+    "grpo": Method(grpo, "prompt", "GRPOTrainer", "trl:GRPOConfig", None, ONLINE_SECTIONS, check_whole_groups,
                    reference=True, online=True),
-    "rloo": Method("llmrl.methods.rloo", "prompt", "RLOOTrainer", "trl:RLOOConfig", ONLINE_SECTIONS,
+    "rloo": Method(rloo, "prompt", "RLOOTrainer", "trl:RLOOConfig", None, ONLINE_SECTIONS, check_whole_groups,
                    reference=True, online=True, rewarded_by_reward_model=True),
-    "ppo": Method("llmrl.methods.ppo", "prompt", "llmrl's PPOTrainer", None, ("ppo", *ONLINE_SECTIONS),
+    "ppo": Method(ppo, "prompt", "llmrl's PPOTrainer", None, ppo.PPOOptions, ONLINE_SECTIONS, ppo.check_config,
                   reference=True, online=True, rewarded_by_reward_model=True),
 }  # fmt: skip
 ONLINE_METHODS = tuple(name for name, method in METHODS.items() if method.online)
+METHOD_KINDS = {**{name: method.kind for name, method in METHODS.items()}, "eval": "prompt"}  # for data inspect

@@ -6,36 +6,54 @@ shares the student's tokenizer.
     llmrl train --method distill --model builtin:tiny --dataset builtin:prompts --set distill.teacher=runs/sft/final
 """
 
-import dataclasses
-from pathlib import Path
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from trl import DistillationConfig, DistillationTrainer
-
-from llmrl.config import TrainingConfig
 from llmrl.data import prepare_train_eval
-from llmrl.training import load_model, load_tokenizer, peft_config, train_and_save, trl_config
+from llmrl.errors import LlmrlError
+from llmrl.loading import load_model, load_tokenizer, peft_config
+from llmrl.options import check, option
+from llmrl.trl_args import trl_config
+
+if TYPE_CHECKING:
+    from llmrl.config import TrainingConfig
 
 
-def train(cfg: TrainingConfig) -> Path:
-    return train_and_save(build_trainer(cfg), cfg)
+@dataclass
+class DistillOptions:
+    """Options of on-policy distillation (``--method distill``): the student answers the prompts and learns
+    the teacher's next-token distribution on its own answers (generalized JSD)."""
+
+    teacher: str | None = option(None, "the teacher: a model folder, hub name or builtin:PRESET (needed)")
+    beta: float = option(
+        0.0, "the divergence: 0 forward KL (measured best, docs/benchmarks.md), 0.5 JSD, 1 reverse KL", trl="beta"
+    )
+    max_completion_length: int = option(128, "tokens the student generates per prompt", trl="max_completion_length")
+    temperature: float = option(1.0, "the student's sampling temperature", trl="temperature")
+
+    def __post_init__(self):
+        if self.teacher and self.teacher.startswith("~"):
+            self.teacher = os.path.expanduser(self.teacher)
+        check(0 <= self.beta <= 1, "distill.beta", self.beta, "in [0, 1]")
+        check(self.max_completion_length > 0, "distill.max_completion_length", self.max_completion_length, "> 0")
+        check(self.temperature > 0, "distill.temperature", self.temperature, "> 0")
 
 
-def build_trainer(cfg: TrainingConfig) -> DistillationTrainer:
+def check_config(cfg: "TrainingConfig") -> None:
+    if not cfg.distill.teacher:
+        raise LlmrlError("--method distill needs a teacher: --set distill.teacher=MODEL (a folder or hub name)")
+
+
+def build_trainer(cfg: "TrainingConfig"):
+    from trl import DistillationConfig, DistillationTrainer
+
     tokenizer = load_tokenizer(cfg)
-    train_dataset, eval_dataset, report = prepare_train_eval(cfg, tokenizer, "prompt")
-    args = trl_config(
-        cfg,
-        DistillationConfig,
-        max_completion_length=cfg.distill.max_completion_length,
-        temperature=cfg.distill.temperature,
-        beta=cfg.distill.beta,
-    )
-    teacher = load_model(
-        dataclasses.replace(cfg, model=cfg.distill.teacher, lora=dataclasses.replace(cfg.lora, enabled=False))
-    )
+    train_dataset, eval_dataset, _ = prepare_train_eval(cfg, tokenizer, "prompt")
+    args = trl_config(cfg, DistillationConfig, cfg.distill)
     return DistillationTrainer(
         model=load_model(cfg),
-        teacher_model=teacher,
+        teacher_model=load_model(cfg, model=cfg.distill.teacher),
         args=args,
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,

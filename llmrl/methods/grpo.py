@@ -8,42 +8,27 @@ the reward functions. Rewards are named by spec strings (``llmrl/rewards.py``).
     llmrl train --method grpo --model runs/sft/final --dataset builtin:prompts --set rewards=[accuracy]
 """
 
-from pathlib import Path
+from typing import TYPE_CHECKING
 
-import trl
-from trl import GRPOConfig
-
-from llmrl.config import TrainingConfig
 from llmrl.data import prepare_train_eval
-from llmrl.training import (
-    TaskEvalMixin,
-    load_model,
-    load_tokenizer,
-    online_rl_args,
-    peft_config,
-    task_eval,
-    train_and_save,
-    trl_config,
-)
+from llmrl.generation import task_eval, with_task_eval
+from llmrl.loading import load_model, load_tokenizer, peft_config
+from llmrl.trl_args import online_rl_args, trl_config
+
+if TYPE_CHECKING:
+    from llmrl.config import TrainingConfig
 
 
-class GRPOTrainer(TaskEvalMixin, trl.GRPOTrainer):
-    """TRL's GRPOTrainer, evaluated by the run's rewards on greedy answers to the eval split."""
+def build_trainer(cfg: "TrainingConfig"):
+    from trl import GRPOConfig, GRPOTrainer
 
-
-def train(cfg: TrainingConfig) -> Path:
-    return train_and_save(build_trainer(cfg), cfg)
-
-
-def build_trainer(cfg: TrainingConfig) -> GRPOTrainer:
     tokenizer = load_tokenizer(cfg)
     train_dataset, eval_dataset, _ = prepare_train_eval(cfg, tokenizer, "prompt")
     rl_args, reward_funcs = online_rl_args(cfg, tokenizer)
-    args = trl_config(cfg, GRPOConfig, **rl_args)
-    trainer = GRPOTrainer(
+    trainer = with_task_eval(GRPOTrainer)(  # evaluated by the run's rewards on greedy answers to the eval split
         model=load_model(cfg),
         reward_funcs=reward_funcs,
-        args=args,
+        args=trl_config(cfg, GRPOConfig, **rl_args),
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,
         processing_class=tokenizer,

@@ -7,33 +7,47 @@ one good and one bad example each. Like DPO, the reference model is the starting
     llmrl train --method kto --model runs/sft/final --dataset builtin:preference --output-dir runs/kto
 """
 
-from pathlib import Path
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from trl import KTOConfig, KTOTrainer
-
-from llmrl.config import TrainingConfig
 from llmrl.data import prepare_train_eval
-from llmrl.training import load_model, load_tokenizer, peft_config, train_and_save, trl_config
+from llmrl.loading import load_model, load_tokenizer, peft_config
+from llmrl.options import check, option
+from llmrl.trl_args import trl_config
+
+if TYPE_CHECKING:
+    from llmrl.config import TrainingConfig
+
+LOSSES = ("kto", "apo_zero_unpaired")
 
 
-def train(cfg: TrainingConfig) -> Path:
-    return train_and_save(build_trainer(cfg), cfg)
+@dataclass
+class KTOOptions:
+    """Options of Kahneman-Tversky optimization (``--method kto``), which learns from unpaired good/bad answers."""
+
+    beta: float = option(0.1, "how far the policy may move from the reference: higher stays closer", trl="beta")
+    loss_type: str = option("kto", "kto or apo_zero_unpaired", trl="loss_type")
+    desirable_weight: float = option(
+        1.0, "weight of the good answers' loss (raise it when they are rarer)", trl="desirable_weight"
+    )
+    undesirable_weight: float = option(1.0, "weight of the bad answers' loss", trl="undesirable_weight")
+    precompute_ref_log_probs: bool = option(
+        False, "score the data with the reference once, then free it", trl="precompute_ref_log_probs"
+    )
+
+    def __post_init__(self):
+        check(self.beta > 0, "kto.beta", self.beta, "> 0")
+        check(self.loss_type in LOSSES, "kto.loss_type", self.loss_type, f"one of {', '.join(LOSSES)}")
+        check(self.desirable_weight > 0, "kto.desirable_weight", self.desirable_weight, "> 0")
+        check(self.undesirable_weight > 0, "kto.undesirable_weight", self.undesirable_weight, "> 0")
 
 
-def build_trainer(cfg: TrainingConfig) -> KTOTrainer:
+def build_trainer(cfg: "TrainingConfig"):
+    from trl import KTOConfig, KTOTrainer
+
     tokenizer = load_tokenizer(cfg)
     train_dataset, eval_dataset, report = prepare_train_eval(cfg, tokenizer, "kto")
-    args = trl_config(
-        cfg,
-        KTOConfig,
-        max_length=report.max_length,
-        beta=cfg.kto.beta,
-        loss_type=cfg.kto.loss_type,
-        desirable_weight=cfg.kto.desirable_weight,
-        undesirable_weight=cfg.kto.undesirable_weight,
-        precompute_ref_log_probs=cfg.kto.precompute_ref_log_probs,
-        dataset_num_proc=1,
-    )
+    args = trl_config(cfg, KTOConfig, cfg.kto, max_length=report.max_length, dataset_num_proc=1)
     return KTOTrainer(
         model=load_model(cfg),
         args=args,

@@ -6,39 +6,46 @@ GRPO; sampling follows ``rl.*``. The reference is the starting policy.
     llmrl train --method online_dpo --model runs/sft/final --dataset builtin:prompts --set rewards=[accuracy]
 """
 
-from pathlib import Path
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from trl.experimental.online_dpo import OnlineDPOConfig, OnlineDPOTrainer
-
-from llmrl.config import TrainingConfig
 from llmrl.data import prepare_train_eval
-from llmrl.training import (
-    load_model,
-    load_tokenizer,
-    online_rewards,
-    peft_config,
-    train_and_save,
-    trl_config,
-)
+from llmrl.loading import load_model, load_tokenizer, peft_config
+from llmrl.options import check, option
+from llmrl.trl_args import online_rewards, trl_config
+
+if TYPE_CHECKING:
+    from llmrl.config import TrainingConfig
 
 
-def train(cfg: TrainingConfig) -> Path:
-    return train_and_save(build_trainer(cfg), cfg)
+@dataclass
+class OnlineDPOOptions:
+    """Options of online DPO (``--method online_dpo``): two answers sampled per prompt, the one the rewards
+    score higher is chosen, then a DPO step; sampling and rewards come from ``rl.*`` and ``rewards``."""
+
+    beta: float = option(0.1, "how far the policy may move from the reference: higher stays closer")
+    loss_type: str = option("sigmoid", "sigmoid (DPO) or ipo", trl="loss_type")
+
+    def __post_init__(self):
+        check(self.beta > 0, "online_dpo.beta", self.beta, "> 0")
+        check(self.loss_type in ("sigmoid", "ipo"), "online_dpo.loss_type", self.loss_type, "sigmoid or ipo")
 
 
-def build_trainer(cfg: TrainingConfig) -> OnlineDPOTrainer:
+def build_trainer(cfg: "TrainingConfig"):
+    from trl.experimental.online_dpo import OnlineDPOConfig, OnlineDPOTrainer
+
     tokenizer = load_tokenizer(cfg)
     train_dataset, eval_dataset, report = prepare_train_eval(cfg, tokenizer, "prompt")
     reward_funcs, weights = online_rewards(cfg, tokenizer)
     args = trl_config(
         cfg,
         OnlineDPOConfig,
+        cfg.online_dpo,
         max_new_tokens=cfg.rl.max_completion_length,
         max_length=report.max_length + cfg.rl.max_completion_length,  # the prompt and its answer
         temperature=cfg.rl.temperature,
         top_p=cfg.rl.top_p,
-        beta=[cfg.online_dpo.beta],
-        loss_type=cfg.online_dpo.loss_type,
+        beta=[cfg.online_dpo.beta],  # TRL takes a schedule: one value per epoch, the last one kept
         reward_weights=weights,
         use_vllm=cfg.rl.use_vllm,
         vllm_mode=cfg.rl.vllm_mode,

@@ -7,23 +7,35 @@ Logs rewards/chosen, rewards/rejected, rewards/accuracies, rewards/margins, nll_
     llmrl train --method orpo --model builtin:small --dataset builtin:preference --set orpo.beta=0.1
 """
 
-from pathlib import Path
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from trl.experimental.orpo import ORPOConfig, ORPOTrainer
-
-from llmrl.config import TrainingConfig
 from llmrl.data import prepare_train_eval
-from llmrl.training import load_model, load_tokenizer, peft_config, train_and_save, trl_config
+from llmrl.loading import load_model, load_tokenizer, peft_config
+from llmrl.options import check, option
+from llmrl.trl_args import trl_config
+
+if TYPE_CHECKING:
+    from llmrl.config import TrainingConfig
 
 
-def train(cfg: TrainingConfig) -> Path:
-    return train_and_save(build_trainer(cfg), cfg)
+@dataclass
+class ORPOOptions:
+    """Options of odds-ratio preference optimization (``--method orpo``): SFT on the chosen answer plus an
+    odds-ratio penalty on the rejected one, in one stage and without a reference model."""
+
+    beta: float = option(0.1, "weight of the odds-ratio term (the paper's lambda) beside the SFT loss", trl="beta")
+
+    def __post_init__(self):
+        check(self.beta > 0, "orpo.beta", self.beta, "> 0")
 
 
-def build_trainer(cfg: TrainingConfig) -> ORPOTrainer:
+def build_trainer(cfg: "TrainingConfig"):
+    from trl.experimental.orpo import ORPOConfig, ORPOTrainer
+
     tokenizer = load_tokenizer(cfg)
     train_dataset, eval_dataset, report = prepare_train_eval(cfg, tokenizer, "preference")
-    args = trl_config(cfg, ORPOConfig, max_length=report.max_length, beta=cfg.orpo.beta, dataset_num_proc=1)
+    args = trl_config(cfg, ORPOConfig, cfg.orpo, max_length=report.max_length, dataset_num_proc=1)
     return ORPOTrainer(
         model=load_model(cfg),
         args=args,

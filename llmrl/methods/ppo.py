@@ -18,6 +18,8 @@ every ``save_steps`` rollout steps (and on SIGTERM/SIGINT) a ``checkpoint-N/`` t
     llmrl train --method ppo --model runs/sft/final --dataset builtin:prompts --set rewards=[reward_model:runs/rm/final]
 """
 
+from __future__ import annotations
+
 import json
 import logging
 import math
@@ -26,50 +28,77 @@ import random
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
-import torch
-from accelerate import Accelerator
-from accelerate.utils import GradientAccumulationPlugin
-from safetensors.torch import load_file, save_file
-from torch import nn
-from transformers import AutoModelForSequenceClassification, get_scheduler
+from typing import TYPE_CHECKING
 
 from llmrl import ppo_math
-from llmrl.config import TrainingConfig
+from llmrl.builtin import resolve_model
 from llmrl.data import prepare_train_eval
 from llmrl.errors import LlmrlError
-from llmrl.interrupt import StopOnSignal, TrainingInterrupted
+from llmrl.generation import task_eval
+from llmrl.hardware import detect_hardware
+from llmrl.lazy import lazy_import
+from llmrl.loading import load_model, load_tokenizer, peft_config
+from llmrl.options import check, option
 from llmrl.outputs import PPO_STATE, complete_checkpoints
 from llmrl.reward_specs import parse_spec
-from llmrl.training import (
-    NonFiniteGuard,
-    ShardRecord,
-    append_metrics,
-    detect_hardware,
-    keep_records_up_to,
-    load_model,
-    load_tokenizer,
-    online_rewards,
-    peft_config,
-    task_eval,
-    write_ranks_file,
-)
+from llmrl.run_context import NonFiniteGuard, RunContext, ShardRecord, write_ranks_file
+from llmrl.trl_args import online_rewards
 
+if TYPE_CHECKING:
+    from llmrl.config import TrainingConfig
+
+torch = lazy_import("torch")
+transformers = lazy_import("transformers")
 logger = logging.getLogger("llmrl")
+REPLACES_RL = {  # rl.* options PPO does not read, and what it reads instead
+    "beta": "set ppo.kl_coef",
+    "num_generations": "PPO samples one answer per prompt (per_device_train_batch_size prompts per rollout)",
+    "num_iterations": "set ppo.ppo_epochs",
+    "use_vllm": "PPO generates with transformers",
+    "vllm_mode": "PPO generates with transformers",
+    "vllm_server_base_url": "PPO generates with transformers",
+}
 
 
-def train(cfg: TrainingConfig) -> Path:
-    trainer = build_trainer(cfg)
-    trainer.train()
-    write_ranks_file(trainer.accelerator, trainer.shard, trainer.output_dir)
-    return trainer.save()
+@dataclass
+class PPOOptions:
+    """Options of PPO (``--method ppo``); sampling and the clip range are under ``rl``."""
+
+    ppo_epochs: int = option(4, "optimization passes over each rollout batch")
+    num_mini_batches: int = option(1, "optimizer steps per pass (the rollout batch is split into this many)")
+    gamma: float = option(1.0, "discount over response tokens")
+    lam: float = option(0.95, "GAE lambda")
+    cliprange_value: float = option(0.2, "clip range of the value predictions")
+    vf_coef: float = option(0.1, "weight of the value loss")
+    entropy_coef: float = option(0.0, "entropy bonus")
+    whiten_rewards: bool = option(False, "whiten the per-token rewards before GAE")
+    kl_coef: float = option(0.05, "beta of the per-token KL penalty towards the reference (PPO's one name for it)")
+    value_learning_rate: float | None = option(None, "the value model's learning rate (None: learning_rate)")
+
+    def __post_init__(self):
+        check(self.ppo_epochs > 0, "ppo.ppo_epochs", self.ppo_epochs, "> 0")
+        check(self.num_mini_batches > 0, "ppo.num_mini_batches", self.num_mini_batches, "> 0")
+        check(0 < self.gamma <= 1, "ppo.gamma", self.gamma, "in (0, 1]")
+        check(0 <= self.lam <= 1, "ppo.lam", self.lam, "in [0, 1]")
+        check(self.cliprange_value > 0, "ppo.cliprange_value", self.cliprange_value, "> 0")
+        check(self.vf_coef >= 0, "ppo.vf_coef", self.vf_coef, ">= 0")
+        check(self.entropy_coef >= 0, "ppo.entropy_coef", self.entropy_coef, ">= 0")
+        check(self.kl_coef >= 0, "ppo.kl_coef", self.kl_coef, ">= 0")
+        lr = self.value_learning_rate
+        check(lr is None or lr > 0, "ppo.value_learning_rate", lr, "> 0 or null")
 
 
-def build_trainer(cfg: TrainingConfig) -> "PPOTrainer":
+def check_config(cfg: TrainingConfig) -> None:
+    """The ``rl`` options PPO does not read are refused (naming what it reads instead), not ignored."""
+    defaults = type(cfg.rl)()
+    for name, instead in REPLACES_RL.items():
+        if getattr(cfg.rl, name) != getattr(defaults, name):
+            raise LlmrlError(f"rl.{name} does not apply to --method ppo: {instead}")
+
+
+def build_trainer(cfg: TrainingConfig) -> PPOTrainer:
     if not cfg.rewards:
         raise LlmrlError("--method ppo needs rewards: e.g. --set rewards=[reward_model:runs/rm/final]")
-    checkpoint = complete_checkpoints(Path(cfg.output_dir))[-1] if cfg.resume else None  # the runner checked
     for engine in ("DEEPSPEED", "FSDP"):  # set by accelerate launch; PPO prepares two models and generates
         if os.environ.get(f"ACCELERATE_USE_{engine}", "false").lower() in ("1", "true"):
             raise LlmrlError(
@@ -78,7 +107,7 @@ def build_trainer(cfg: TrainingConfig) -> "PPOTrainer":
             )
     tokenizer = load_tokenizer(cfg)
     dataset, eval_dataset, _ = prepare_train_eval(cfg, tokenizer, "prompt")
-    return PPOTrainer(cfg, tokenizer, dataset, eval_dataset, resume_from=checkpoint)
+    return PPOTrainer(cfg, tokenizer, dataset, eval_dataset)
 
 
 @dataclass
@@ -99,13 +128,16 @@ class Rollout:
 class PPOTrainer:
     """The PPO loop: rollouts, GAE, clipped updates of policy and value model, metrics, saving."""
 
-    def __init__(self, cfg: TrainingConfig, tokenizer, dataset, eval_dataset=None, resume_from: Path | None = None):
+    def __init__(self, cfg: TrainingConfig, tokenizer, dataset, eval_dataset=None):
+        from accelerate import Accelerator
+        from accelerate.utils import GradientAccumulationPlugin
+
         hardware = detect_hardware(cfg)
         self.cfg, self.tokenizer = cfg, tokenizer
         self.output_dir = Path(cfg.output_dir)
-        self.resume_from = resume_from
         self.step = 0  # rollout steps done
         self.beta = cfg.ppo.kl_coef
+        self.guard = NonFiniteGuard(cfg.on_nonfinite, self.output_dir)  # the run's, once train(run) starts
         self.accelerator = Accelerator(
             cpu=hardware.device == "cpu",
             mixed_precision={"bf16": "bf16", "fp16": "fp16"}.get(hardware.precision, "no"),
@@ -114,7 +146,6 @@ class PPOTrainer:
                 num_steps=cfg.gradient_accumulation_steps, sync_with_dataloader=False
             ),
         )
-        self.guard = NonFiniteGuard(cfg.on_nonfinite, self.accelerator, str(self.output_dir), unit="minibatch")
         torch.manual_seed(cfg.seed)
         self._setup_models(hardware.gradient_checkpointing)
         self.reward_funcs, self.reward_weights = online_rewards(cfg, tokenizer)
@@ -191,7 +222,7 @@ class PPOTrainer:
             for model, lr in ((self.policy, learning_rate), (self.value_model, value_learning_rate))
         ]
         self.optimizer = torch.optim.AdamW(groups, lr=learning_rate, weight_decay=cfg.weight_decay, eps=1e-5)
-        self.scheduler = get_scheduler(
+        self.scheduler = transformers.get_scheduler(
             cfg.lr_scheduler_type,
             self.optimizer,
             num_warmup_steps=math.ceil(cfg.warmup_ratio * self.total_steps),
@@ -201,15 +232,12 @@ class PPOTrainer:
     def load_value_model(self, source: str | None):
         """A transformer with a scalar head: the reward model's when one is given (its score head included),
         else the policy's weights with a new head."""
-        from llmrl.builtin import resolve_model
-
         path = resolve_model(source or self.cfg.model)
-        hardware = detect_hardware(self.cfg)
         trusted = self.cfg.trusts_code_of(source or self.cfg.model)
-        model = AutoModelForSequenceClassification.from_pretrained(
-            path, num_labels=1, dtype=hardware.dtype, trust_remote_code=trusted
+        model = transformers.AutoModelForSequenceClassification.from_pretrained(
+            path, num_labels=1, dtype=detect_hardware(self.cfg).dtype, trust_remote_code=trusted
         )
-        if not isinstance(getattr(model, "score", None), nn.Linear):
+        if not isinstance(getattr(model, "score", None), torch.nn.Linear):
             raise LlmrlError(f"{type(model).__name__} has no 'score' head; PPO's value model needs one")
         model.config.pad_token_id = self.tokenizer.pad_token_id
         return model
@@ -243,15 +271,15 @@ class PPOTrainer:
     # -----------------------------------------------------------------------------------------------------
     # Rollout
 
-    @torch.no_grad()
     def rollout(self, rows: list[dict]) -> Rollout:
         """One rollout: sample an answer per prompt, score it, and turn the scores and the KL to the reference
         into per-token rewards, advantages and returns."""
         prompts = [row["prompt"] for row in rows]
-        query_ids, query_mask, response_ids, response_mask = self.generate(prompts)
-        scores = self.score(rows, prompts, response_ids, response_mask)
-        sequences = (query_ids, query_mask, response_ids, response_mask)
-        logprobs, values, advantages, returns, stats = self.advantages(sequences, scores)
+        with torch.no_grad():
+            query_ids, query_mask, response_ids, response_mask = self.generate(prompts)
+            scores = self.score(rows, prompts, response_ids, response_mask)
+            sequences = (query_ids, query_mask, response_ids, response_mask)
+            logprobs, values, advantages, returns, stats = self.advantages(sequences, scores)
         return Rollout(query_ids, query_mask, response_ids, response_mask, logprobs, values, advantages, returns, stats)
 
     def generate(self, prompts: list):
@@ -348,7 +376,7 @@ class PPOTrainer:
                         loss, stats = self.loss(rollout, index)
                         self.accelerator.backward(loss)
                         parameters = [p for g in self.optimizer.param_groups for p in g["params"]]
-                        if self.accelerator.sync_gradients and not self.guard.usable(parameters, self.step + 1):
+                        if self.accelerator.sync_gradients and not self.usable(parameters):
                             self.optimizer.zero_grad(set_to_none=True)  # skipped: AdamW leaves them alone
                         if self.accelerator.sync_gradients and cfg.max_grad_norm:
                             self.accelerator.clip_grad_norm_(parameters, cfg.max_grad_norm)
@@ -357,6 +385,10 @@ class PPOTrainer:
                     batch_stats.append(stats)
                 history.append({k: sum(s[k] for s in batch_stats) / len(batch_stats) for k in batch_stats[0]})
         return history
+
+    def usable(self, parameters) -> bool:
+        """The NaN guard before an optimizer step: False means skip the minibatch (``on_nonfinite=skip``)."""
+        return self.guard.usable(parameters, self.step + 1, self.accelerator, unit="minibatch")
 
     def loss(self, rollout: Rollout, index: torch.Tensor):
         """PPO's loss on the rollout rows ``index``: clipped policy loss + vf_coef * clipped value loss - entropy."""
@@ -380,25 +412,23 @@ class PPOTrainer:
     # -----------------------------------------------------------------------------------------------------
     # The loop and saving
 
-    def train(self) -> None:
-        """Roll out and update until ``total_steps``, checkpointing every ``save_steps`` and at the end; on
-        SIGTERM/SIGINT, checkpoint the step just done and raise ``TrainingInterrupted``."""
-        step = self.load_checkpoint(self.resume_from) if self.resume_from else 0
-        metrics = self.output_dir / "metrics.jsonl"
-        if self.accelerator.is_main_process:
-            if self.resume_from:
-                keep_records_up_to(metrics, step)  # the resumed run logs the later steps again
-            elif metrics.exists():
-                metrics.unlink()
+    def train(self, run: RunContext) -> Path:
+        """Roll out and update until ``total_steps``, checkpointing every ``save_steps`` and at the end, then save
+        ``final/`` and ``value_model/`` and return ``final/``. On SIGTERM/SIGINT, checkpoint the step just done
+        and raise ``TrainingInterrupted``. Metrics, the signal flag, the NaN guard and the trackers are the run's."""
         from tqdm.auto import tqdm
 
-        progress = tqdm(total=self.total_steps, initial=step, desc="PPO", disable=not self.accelerator.is_main_process)
-        trackers = Trackers(self.cfg, self.output_dir) if self.accelerator.is_main_process else None
+        self.guard = run.guard
+        main = self.accelerator.is_main_process
+        checkpoint = run.resume_checkpoint(main)
+        step = self.load_checkpoint(checkpoint) if checkpoint else 0
+        trackers = start_trackers(run) if main else []
+        progress = tqdm(total=self.total_steps, initial=step, desc="PPO", disable=not main)
         eval_every = self.cfg.eval_steps or self.cfg.logging_steps
         try:
-            with StopOnSignal() as stop:
+            with run.stop:
                 if self.task_eval and step == 0:
-                    self.evaluate(step, metrics, trackers)
+                    self.log(run, trackers, step, self.evaluate())
                 batches = self.batches_from(step)
                 while step < self.total_steps:
                     self.step = step  # steps done, for messages from within the update
@@ -416,28 +446,31 @@ class PPOTrainer:
                             **self.gather_stats(rollout, history),
                             "learning_rate": self.scheduler.get_last_lr()[0],
                         }
-                        if trackers:
-                            append_metrics(metrics, {"step": step, **record})
-                            trackers.log(record, step)
+                        self.log(run, trackers, step, record)
                     if self.task_eval and (step % eval_every == 0 or step == self.total_steps):
-                        self.evaluate(step, metrics, trackers)
-                    stopping = stop.requested(self.accelerator)
+                        self.log(run, trackers, step, self.evaluate())
+                    stopping = run.stop.requested(self.accelerator)
                     if stopping or step % self.cfg.save_steps == 0 or step == self.total_steps:
-                        checkpoint = self.save_checkpoint(step)
+                        self.save_checkpoint(step)
                     if stopping:
-                        hint = f"llmrl train ... --output-dir {self.output_dir} --resume"
-                        raise TrainingInterrupted(stop.received, str(checkpoint), hint)
+                        raise run.interrupted()
         finally:
             progress.close()
-            if trackers:
-                trackers.close()
+            for tracker in trackers:
+                tracker.finish()
+        write_ranks_file(self.accelerator, self.shard, self.output_dir)
+        return self.save()
 
-    def evaluate(self, step: int, metrics: Path, trackers) -> None:
-        """The held-out task metrics (greedy answers scored by the run's rewards), logged like every record."""
-        record = self.task_eval(self.accelerator.unwrap_model(self.policy), self.accelerator)
-        if trackers:
-            append_metrics(metrics, {"step": step, **record})
-            trackers.log(record, step)
+    def evaluate(self) -> dict[str, float]:
+        """The held-out task metrics: greedy answers scored by the run's rewards."""
+        return self.task_eval(self.accelerator.unwrap_model(self.policy), self.accelerator)
+
+    def log(self, run: RunContext, trackers: list, step: int, record: dict[str, float]) -> None:
+        """One record to ``metrics.jsonl`` and the trackers (main process)."""
+        if self.accelerator.is_main_process:
+            run.metrics.write({"step": step, **record})
+            for tracker in trackers:
+                tracker.log({f"ppo/{key}": value for key, value in record.items()}, step=step)
 
     def batches_from(self, step: int):
         """This process's rollout batches, without end, from where ``step`` steps leave off: each epoch's order is
@@ -452,6 +485,8 @@ class PPOTrainer:
         """Everything ``--resume`` needs at ``step``: the trainable weights of policy and value model (the adapters,
         with LoRA), optimizer, scheduler, every process's RNG states, the step and the data position. Written to
         a staging folder, renamed to ``checkpoint-STEP`` when whole; only the ``save_total_limit`` newest kept."""
+        from safetensors.torch import save_file
+
         accelerator = self.accelerator
         staging = self.output_dir / ".checkpoint-staging"
         target = self.output_dir / f"checkpoint-{step}"
@@ -530,40 +565,66 @@ class PPOTrainer:
         return final
 
 
-class Trackers:
-    """TensorBoard and W&B for PPO, which has no Trainer to call them: ``report_to`` decides which."""
+def start_trackers(run: RunContext) -> list:
+    """accelerate's trackers for ``report_to``, started, with the run's config: PPO has no Trainer whose
+    integrations would log for it, and each ``report_to`` value means here what it means for the TRL methods
+    (TensorBoard under ``tensorboard/``, W&B and trackio in the run's project, Neptune from $NEPTUNE_PROJECT)."""
+    from accelerate.tracking import TensorBoardTracker, TrackioTracker, WandBTracker
 
-    def __init__(self, cfg: TrainingConfig, output_dir: Path):
-        from llmrl.training import tracker_project
-
-        self.writer = self.wandb_run = None
-        if "tensorboard" in cfg.report_to:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.writer = SummaryWriter(str(output_dir / "tensorboard"))
-        if "wandb" in cfg.report_to:
-            import wandb
-
-            self.wandb_run = wandb.init(
-                project=tracker_project(cfg),
-                name=cfg.run_name or output_dir.name,
-                dir=str(output_dir),
-                config=cfg.to_dict(),
-            )
-
-    def log(self, record: dict[str, float], step: int) -> None:
-        if self.writer:
-            for key, value in record.items():
-                self.writer.add_scalar(f"ppo/{key}", value, step)
-        if self.wandb_run:
-            self.wandb_run.log({f"ppo/{key}": value for key, value in record.items()}, step=step)
-
-    def close(self) -> None:
-        if self.writer:
-            self.writer.close()
+    output_dir, report_to = str(run.output_dir), run.cfg.report_to
+    trackers = []
+    if "tensorboard" in report_to:
+        trackers.append(TensorBoardTracker("tensorboard", output_dir))  # writes to output_dir/tensorboard
+    if "wandb" in report_to:
+        trackers.append(WandBTracker(run.project, name=run.run_name, dir=output_dir))
+    if "trackio" in report_to:
+        trackers.append(TrackioTracker(run.project, name=run.run_name))
+    if "neptune" in report_to:
+        trackers.append(NeptuneTracker(run.run_name))
+    config = flat_scalars(run.cfg.to_dict())  # TensorBoard's hyperparameters are scalars
+    for tracker in trackers:
+        tracker.start()
+        tracker.store_init_configuration(config)
+    return trackers
 
 
-class EpochShuffle(torch.utils.data.Sampler):
+def flat_scalars(values: dict, prefix: str = "") -> dict:
+    """A nested config as {dotted key: number, bool or text}: lists and None become text."""
+    flat = {}
+    for key, value in values.items():
+        if isinstance(value, dict) and value:
+            flat.update(flat_scalars(value, f"{prefix}{key}."))
+        else:
+            flat[prefix + key] = value if isinstance(value, (bool, int, float, str)) else str(value)
+    return flat
+
+
+class NeptuneTracker:
+    """Neptune for PPO, in the shape of accelerate's trackers (accelerate has none for Neptune): the project
+    and API token come from $NEPTUNE_PROJECT and $NEPTUNE_API_TOKEN, as for transformers' NeptuneCallback."""
+
+    def __init__(self, run_name: str):
+        self.run_name, self.run = run_name, None
+
+    def start(self) -> None:
+        import neptune
+
+        self.run = neptune.init_run(name=self.run_name)
+
+    def store_init_configuration(self, values: dict) -> None:
+        from neptune.utils import stringify_unsupported
+
+        self.run["config"] = stringify_unsupported(values)
+
+    def log(self, values: dict, step: int) -> None:
+        for key, value in values.items():
+            self.run[key].append(value, step=step)
+
+    def finish(self) -> None:
+        self.run.stop()
+
+
+class EpochShuffle:
     """The dataset's indices in an order fixed by the seed and the epoch (set by accelerate's loader at each pass),
     so that a resumed run sees the prompts an uninterrupted one would, and every process draws the same order."""
 
@@ -581,12 +642,14 @@ class EpochShuffle(torch.utils.data.Sampler):
         return self.size
 
 
-def trainable_weights(model: nn.Module) -> dict[str, torch.Tensor]:
+def trainable_weights(model) -> dict[str, torch.Tensor]:
     """The parameters that training changes (with LoRA: the adapters and the value model's head)."""
     return {name: p.detach().contiguous().cpu() for name, p in model.named_parameters() if p.requires_grad}
 
 
-def load_trainable_weights(model: nn.Module, path: Path) -> None:
+def load_trainable_weights(model, path: Path) -> None:
+    from safetensors.torch import load_file
+
     saved = load_file(path)
     parameters = {name: p for name, p in model.named_parameters() if p.requires_grad}
     if saved.keys() != parameters.keys():
@@ -602,6 +665,8 @@ def load_trainable_weights(model: nn.Module, path: Path) -> None:
 def rng_states() -> dict:
     """This process's random states (Python, NumPy, torch, CUDA) as tensors and numbers: they load with
     ``weights_only=True``, so a checkpoint never runs pickled code."""
+    import numpy as np
+
     version, internal, gauss = random.getstate()
     kind, keys, position, has_gauss, cached_gauss = np.random.get_state()
     states = {
@@ -615,6 +680,8 @@ def rng_states() -> dict:
 
 
 def set_rng_states(states: dict) -> None:
+    import numpy as np
+
     version, internal, gauss = states["python"]
     random.setstate((version, tuple(internal.tolist()), gauss))
     kind, keys, position, has_gauss, cached_gauss = states["numpy"]
@@ -632,8 +699,8 @@ def cut_after_eos(response_ids: torch.Tensor, tokenizer) -> tuple[torch.Tensor, 
     return response_ids.masked_fill(after_eos, tokenizer.pad_token_id), mask
 
 
-def disable_dropout(model: nn.Module) -> None:
+def disable_dropout(model) -> None:
     """PPO compares log-probabilities across passes: dropout would make them disagree."""
     for module in model.modules():
-        if isinstance(module, nn.Dropout):
+        if isinstance(module, torch.nn.Dropout):
             module.p = 0.0

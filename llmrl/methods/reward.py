@@ -8,32 +8,36 @@ eval split, or on a held-out 10% of the training data when there is none. The sa
     llmrl train --method reward --model runs/sft/final --dataset ultrafeedback --output-dir runs/rm
 """
 
-from pathlib import Path
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from transformers import AutoModelForSequenceClassification
-from trl import RewardConfig, RewardTrainer
-
-from llmrl.config import TrainingConfig
 from llmrl.data import prepare_train_eval
-from llmrl.training import group_by_length, load_model, load_tokenizer, peft_config, train_and_save, trl_config
+from llmrl.loading import load_model, load_tokenizer, peft_config
+from llmrl.options import option
+from llmrl.trl_args import group_by_length, trl_config
+
+if TYPE_CHECKING:
+    from llmrl.config import TrainingConfig
 
 DEFAULT_EVAL_FRACTION = 0.1
 
 
-def train(cfg: TrainingConfig) -> Path:
-    return train_and_save(build_trainer(cfg), cfg)
+@dataclass
+class RewardOptions:
+    """Options of reward modeling (``--method reward``)."""
+
+    center_rewards_coefficient: float | None = option(
+        None, "pull rewards towards zero mean (e.g. 0.01)", trl="center_rewards_coefficient"
+    )
 
 
-def build_trainer(cfg: TrainingConfig) -> RewardTrainer:
+def build_trainer(cfg: "TrainingConfig"):
+    from transformers import AutoModelForSequenceClassification
+    from trl import RewardConfig, RewardTrainer
+
     tokenizer = load_tokenizer(cfg)
     train_dataset, eval_dataset, report = prepare_train_eval(cfg, tokenizer, "preference", DEFAULT_EVAL_FRACTION)
-    args = trl_config(
-        cfg,
-        RewardConfig,
-        max_length=report.max_length,
-        center_rewards_coefficient=cfg.reward.center_rewards_coefficient,
-        dataset_num_proc=1,
-    )
+    args = trl_config(cfg, RewardConfig, cfg.reward, max_length=report.max_length, dataset_num_proc=1)
     model = load_model(cfg, AutoModelForSequenceClassification, num_labels=1)
     model.config.pad_token_id = tokenizer.pad_token_id  # the score is read at the last non-padding token
     trainer = RewardTrainer(

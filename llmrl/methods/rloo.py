@@ -7,42 +7,27 @@ model trained by ``--method reward`` (``rewards=[reward_model:runs/rm/final]``).
     llmrl train --method rloo --model runs/sft/final --dataset ultrafeedback --set rewards=[reward_model:runs/rm/final]
 """
 
-from pathlib import Path
+from typing import TYPE_CHECKING
 
-import trl
-from trl import RLOOConfig
-
-from llmrl.config import TrainingConfig
 from llmrl.data import prepare_train_eval
-from llmrl.training import (
-    TaskEvalMixin,
-    load_model,
-    load_tokenizer,
-    online_rl_args,
-    peft_config,
-    task_eval,
-    train_and_save,
-    trl_config,
-)
+from llmrl.generation import task_eval, with_task_eval
+from llmrl.loading import load_model, load_tokenizer, peft_config
+from llmrl.trl_args import online_rl_args, trl_config
+
+if TYPE_CHECKING:
+    from llmrl.config import TrainingConfig
 
 
-class RLOOTrainer(TaskEvalMixin, trl.RLOOTrainer):
-    """TRL's RLOOTrainer, evaluated by the run's rewards on greedy answers to the eval split."""
+def build_trainer(cfg: "TrainingConfig"):
+    from trl import RLOOConfig, RLOOTrainer
 
-
-def train(cfg: TrainingConfig) -> Path:
-    return train_and_save(build_trainer(cfg), cfg)
-
-
-def build_trainer(cfg: TrainingConfig) -> RLOOTrainer:
     tokenizer = load_tokenizer(cfg)
     train_dataset, eval_dataset, _ = prepare_train_eval(cfg, tokenizer, "prompt")
     rl_args, reward_funcs = online_rl_args(cfg, tokenizer)
-    args = trl_config(cfg, RLOOConfig, **rl_args)
-    trainer = RLOOTrainer(
+    trainer = with_task_eval(RLOOTrainer)(  # evaluated by the run's rewards on greedy answers to the eval split
         model=load_model(cfg),
         reward_funcs=reward_funcs,
-        args=args,
+        args=trl_config(cfg, RLOOConfig, **rl_args),
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,
         processing_class=tokenizer,

@@ -8,25 +8,44 @@ knows (``llmrl data inspect --method sft``) works; plain ``text`` data is traine
 """
 
 import logging
+import os
 import sys
-from pathlib import Path
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from trl import SFTConfig, SFTTrainer
-from trl.chat_template_utils import get_training_chat_template, has_generation_markers
-
-from llmrl.config import TrainingConfig
 from llmrl.data import prepare_train_eval
 from llmrl.errors import LlmrlError
-from llmrl.training import load_model, load_tokenizer, peft_config, train_and_save, trl_config
+from llmrl.loading import load_model, load_tokenizer, peft_config
+from llmrl.options import option
+from llmrl.trl_args import trl_config
+
+if TYPE_CHECKING:
+    from llmrl.config import TrainingConfig
 
 logger = logging.getLogger("llmrl")
 
 
-def train(cfg: TrainingConfig) -> Path:
-    return train_and_save(build_trainer(cfg), cfg)
+@dataclass
+class SFTOptions:
+    """Options of supervised fine-tuning (``--method sft``)."""
+
+    assistant_only_loss: bool | None = option(None, "None: on for chat data (loss on assistant turns only)")
+    packing: bool = option(False, "pack several examples into each max_length row (fewer, longer rows)", trl="packing")
+    padding_free: bool | None = option(
+        None, "None: on when the model reads packed position ids (no compute on padding)"
+    )
+    chat_template_path: str | None = option(
+        None, "a tokenizer folder or Jinja file whose chat template to use", trl="chat_template_path"
+    )
+
+    def __post_init__(self):
+        if self.chat_template_path and self.chat_template_path.startswith("~"):
+            self.chat_template_path = os.path.expanduser(self.chat_template_path)
 
 
-def build_trainer(cfg: TrainingConfig) -> SFTTrainer:
+def build_trainer(cfg: "TrainingConfig"):
+    from trl import SFTConfig, SFTTrainer
+
     tokenizer = load_tokenizer(cfg)
     train_dataset, eval_dataset, report = prepare_train_eval(cfg, tokenizer, "sft")
 
@@ -50,10 +69,9 @@ def build_trainer(cfg: TrainingConfig) -> SFTTrainer:
     args = trl_config(
         cfg,
         SFTConfig,
+        cfg.sft,
         max_length=report.max_length,
-        packing=cfg.sft.packing,
         assistant_only_loss=assistant_only_loss,
-        chat_template_path=cfg.sft.chat_template_path,
         dataset_num_proc=1,
     )
     trainer = SFTTrainer(
@@ -83,6 +101,8 @@ def reads_packed_positions(model) -> bool:
 
 def can_mask_assistant_turns(tokenizer) -> bool:
     """Whether TRL can tell the assistant's tokens apart in this tokenizer's chat template."""
+    from trl.chat_template_utils import get_training_chat_template, has_generation_markers
+
     if has_generation_markers(tokenizer.chat_template):
         return True
     try:

@@ -1,0 +1,97 @@
+"""Training with a TRL trainer: ``train_and_save(trainer, run)`` runs ``trainer.train()`` (resuming if asked)
+with callbacks that connect it to the run's services (``RunContext``), then writes ``final/`` atomically.
+
+Interruption and failure keep what was learned: SIGTERM/SIGINT save a checkpoint and stop with a hint to
+``--resume``; NaN/inf gradients stop before the bad update (or skip the batch, ``on_nonfinite=skip``).
+"""
+
+import logging
+import shutil
+from pathlib import Path
+
+import torch
+from transformers import TrainerCallback
+
+from llmrl.run_context import RunContext, ShardRecord, write_ranks_file
+
+logger = logging.getLogger("llmrl")
+
+
+def train_and_save(trainer, run: RunContext) -> Path:
+    """Train, run the final evaluation when there is an eval split, and save ``final/``; return its path."""
+    checkpoint = run.resume_checkpoint(trainer.is_world_process_zero())
+    trainer.callback_handler.callbacks.insert(0, MetricsCallback(run))  # first: it adds gpu_memory_gb
+    trainer.add_callback(NonFiniteCallback(run, trainer.accelerator))
+    trainer.add_callback(SignalCallback(run, trainer.accelerator))
+    trainer.data_collator = shard = ShardRecord(trainer.data_collator)
+    with run.stop:
+        trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    if run.stop.received:
+        raise run.interrupted()
+    write_ranks_file(trainer.accelerator, shard, run.output_dir)
+    if trainer.eval_dataset is not None:
+        results = trainer.evaluate()  # logged to metrics.jsonl like every other record
+        shown = ", ".join(f"{k.removeprefix('eval_')} {v:.4g}" for k, v in results.items() if isinstance(v, float))
+        logger.info("final evaluation: %s", shown)
+    return save_final(trainer, run.output_dir)
+
+
+class MetricsCallback(TrainerCallback):
+    """Every logged dict to ``metrics.jsonl`` (with ``step``), with the peak GPU memory on CUDA."""
+
+    def __init__(self, run: RunContext):
+        self.run = run
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero or not logs:
+            return
+        if torch.cuda.is_available():  # in place: the progress display and the trackers show it too
+            logs["gpu_memory_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
+        self.run.metrics.write({"step": state.global_step, "epoch": state.epoch, **logs})
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            logger.info("checkpoint saved: %s/checkpoint-%d", args.output_dir, state.global_step)
+
+
+class NonFiniteCallback(TrainerCallback):
+    """The run's NaN guard before every optimizer step, and on every logged loss."""
+
+    def __init__(self, run: RunContext, accelerator):
+        self.guard, self.accelerator = run.guard, accelerator
+
+    def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
+        if not self.guard.usable(model.parameters(), state.global_step + 1, self.accelerator):
+            model.zero_grad(set_to_none=True)  # the optimizer leaves parameters without gradients alone
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        self.guard.check_loss((logs or {}).get("loss"), state.global_step)
+
+
+class SignalCallback(TrainerCallback):
+    """On SIGTERM/SIGINT (noted by the run's ``stop``): save a checkpoint at the end of this step, then stop."""
+
+    def __init__(self, run: RunContext, accelerator):
+        self.stop, self.accelerator = run.stop, accelerator
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.stop.requested(self.accelerator):
+            control.should_save = control.should_training_stop = True
+
+
+def save_final(trainer, output_dir: Path) -> Path:
+    """Save model and tokenizer to a temporary folder, then rename it to ``final/`` so it is never half-written."""
+    final = output_dir / "final"
+    staging = output_dir / ".final-staging"  # one name for every rank: sharded saves write into the same folder
+    if trainer.is_world_process_zero():
+        shutil.rmtree(staging, ignore_errors=True)  # left by a run that died while saving
+    trainer.accelerator.wait_for_everyone()
+    trainer.save_model(str(staging))  # every rank takes part (sharded models are gathered); rank 0 writes
+    trainer.accelerator.wait_for_everyone()
+    if trainer.is_world_process_zero():
+        if final.exists():
+            shutil.rmtree(final)
+        staging.rename(final)
+        logger.info("saved the final model to %s", final)
+    trainer.accelerator.wait_for_everyone()
+    return final
