@@ -3,7 +3,7 @@
 #   ./run_all.sh --test          offline: built-in base model, bundled task, every stage (about 4 min on a CPU)
 #   ./run_all.sh --prod          the production preset, configs/pipelines/qwen2.5-0.5b.yaml (Hub and GPU needed)
 #   ./run_all.sh --tmux --test   the same, in a detached tmux session named after the run id
-# The run goes to runs/<run id>/ (printed first); then `llmrl report runs/<run id>` tables and plots it.
+# The run goes to runs/<run id>/ (printed first); it ends with the summary, and plots in runs/<run id>/plots/.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -36,14 +36,14 @@ if $tmux_mode; then
     if [ -n "${!var:-}" ]; then env_args+=(-e "$var=${!var}"); fi
   done
   tmux new-session -d -s "llmrl-$run_id" -c "$PWD" "${env_args[@]}" \
-    "LLMRL_RUN_ID=$run_id ./run_all.sh $mode 2>&1 | tee runs/$run_id.out"
+    "LLMRL_RUN_ID=$run_id ./run_all.sh $mode; echo; echo 'run finished: press Enter to close'; read _"
   echo "started tmux session llmrl-$run_id (run id $run_id)"
   echo "  attach:      tmux attach -t llmrl-$run_id"
-  echo "  follow log:  tail -f runs/$run_id/events.log   (full output: runs/$run_id.out)"
+  echo "  follow log:  tail -f runs/$run_id/events.log   (full output: runs/$run_id/console.log)"
+  echo "  status:      .venv/bin/llmrl runs"
   exit 0
 fi
 
 scripts/setup.sh
 echo "run id: $run_id (outputs in runs/$run_id)"
-.venv/bin/llmrl pipeline --config "$config" --run-dir "runs/$run_id"
-.venv/bin/llmrl report "runs/$run_id"
+.venv/bin/llmrl pipeline --config "$config" --run-dir "runs/$run_id"  # ends with the summary and plots/

@@ -40,8 +40,17 @@ def main_options(
     version: bool = typer.Option(
         False, "--version", callback=_print_version, is_eager=True, help="Print the llmrl version and exit."
     ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Warnings and errors only: no progress, no info."),
+    verbose: bool = typer.Option(
+        False, "--verbose", "-v", help="Everything, third-party messages and progress bars included."
+    ),
 ):
     state["debug"] = debug
+    if quiet and verbose:
+        typer.echo("error: --quiet and --verbose contradict each other: choose one", err=True)
+        raise typer.Exit(2)
+    if quiet or verbose:  # read by llmrl.console, here and in the processes a launcher starts
+        os.environ["LLMRL_LOG_LEVEL"] = "quiet" if quiet else "verbose"
 
 
 @contextmanager
@@ -313,9 +322,11 @@ def pipeline(
             selected = json.loads((resume / "run_info.json").read_text()).get("selected_stages")
         loaded = load_pipeline(config, selected)
         finished = run_pipeline(loaded, run_dir=resume or run_dir, resume=resume is not None, how=how)
-        from llmrl.report import print_summary
+        from llmrl.report import print_summary, write_plots
 
         print_summary([finished])
+        plots = write_plots([finished])
+        typer.echo(f"plots: {plots[0].parent}/ ({len(plots)} PNG)" if plots else "plots: none (no metrics)")
         typer.echo(f"run folder: {finished}")
 
 
@@ -332,6 +343,36 @@ def report(
         print_summary(runs)
         for path in write_plots(runs):
             typer.echo(f"plot: {path}")
+
+
+@app.command()
+def runs(
+    folder: Path = typer.Argument(Path("runs"), help="The folder that holds the runs (default: runs/)."),
+    watch: bool = typer.Option(False, "--watch", help="Refresh every 2 seconds until Ctrl-C."),
+):
+    """Every run in FOLDER, newest first: status (running, completed, failed, interrupted), steps, time."""
+    with reported_errors():
+        import time
+
+        from rich.console import Console
+        from rich.live import Live
+
+        from llmrl.runs import list_runs, runs_table
+
+        if not folder.is_dir():
+            raise LlmrlError(f"{folder} is not a folder of runs (pipelines and single runs write into runs/)")
+        console = Console(highlight=False)
+        if not watch:
+            rows = list_runs(folder)
+            console.print(runs_table(rows, folder) if rows else f"no runs in {folder}")
+            return
+        try:
+            with Live(runs_table(list_runs(folder), folder), console=console, auto_refresh=False) as live:
+                while True:
+                    time.sleep(2)
+                    live.update(runs_table(list_runs(folder), folder), refresh=True)
+        except KeyboardInterrupt:
+            return
 
 
 data_app = typer.Typer(help="Look at datasets the way llmrl will read them.", no_args_is_help=True)

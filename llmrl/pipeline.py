@@ -20,6 +20,7 @@ import contextlib
 import datetime
 import json
 import logging
+import os
 import secrets
 import shutil
 import sys
@@ -48,7 +49,11 @@ STAGES = (*METHODS, "eval")
 POLICY_STAGES = tuple(name for name, method in METHODS.items() if method.policy)
 STARTS_FROM_SFT = tuple(name for name, method in METHODS.items() if method.starts_from_sft)
 REWARDED_BY_RM = tuple(name for name, method in METHODS.items() if method.rewarded_by_reward_model)
-EVENT_LOGGERS = ("llmrl", "transformers")  # events.log: stage starts and ends, checkpoints, warnings; no metrics
+EVENT_LOGGERS = (
+    "llmrl",
+    "llmrl.details",
+    "transformers",
+)  # events.log: stage starts and ends, checkpoints, warnings; no metrics
 EVAL_KEYS = ("judge", "policies", "reference", "num_prompts", "max_new_tokens", "temperature", "batch_size")
 PIPELINE_DECIDES = ("method", "output_dir", "resume", "overwrite")  # keys a stage or the defaults may not set
 LEADERBOARD = "leaderboard.json"  # in the eval stage's folder: one row per evaluated policy
@@ -270,39 +275,45 @@ def run_locked_pipeline(pipeline: Pipeline, run_dir: Path, resume: bool, how: La
     info["launcher"] = asdict(how or Launch())  # of the latest attempt
     with tee_output(run_dir / "console.log"), log_to_file(run_dir / "events.log", EVENT_LOGGERS):
         logger.info("pipeline %s: stages %s in %s", pipeline.name, ", ".join(pipeline.selected), run_dir)
-        for stage in pipeline.selected:
-            record = info["stages"].setdefault(stage, {})
-            if resume and stage_finished(run_dir / stage, stage):
-                if (
-                    stage != "eval"
-                    and uses_lora(pipeline, stage)
-                    and not stage_output(pipeline, stage, run_dir).exists()
-                ):
-                    merge_stage(pipeline, stage, run_dir)  # the earlier attempt stopped between training and merging
-                logger.info("stage %s: finished in an earlier attempt, skipped", stage)
-                continue
-            record.update(status="running", start_time=_now(), end_time=None, error=None)
-            write_json(info_path, info)
-            started = time.monotonic()
-            logger.info("stage %s: started", stage)
-            stage_dir = run_dir / stage
-            stage_dir.mkdir(exist_ok=True)
-            try:
-                with tee_output(stage_dir / "console.log"), log_to_file(stage_dir / "events.log", EVENT_LOGGERS):
-                    run_stage(pipeline, stage, run_dir, resume, how or Launch())
-                record["status"] = "completed"
-            except TrainingInterrupted as e:
-                record.update(status="interrupted", error=first_line(e))
-                logger.error("stage %s stopped by %s", stage, e.signal_name)
-                raise TrainingInterrupted(e.signal_name, e.checkpoint, f"llmrl pipeline --resume {run_dir}") from e
-            except BaseException as e:
-                record.update(status="failed", error=f"{type(e).__name__}: {first_line(e)}")
-                logger.error("stage %s failed: %s", stage, record["error"])
-                raise
-            finally:
-                record.update(end_time=_now(), wall_seconds=round(time.monotonic() - started, 1))
+        try:
+            for number, stage in enumerate(pipeline.selected, 1):
+                record = info["stages"].setdefault(stage, {})
+                os.environ["LLMRL_STAGE"] = f"{number}/{len(pipeline.selected)}"  # the progress display shows it
+                if resume and stage_finished(run_dir / stage, stage):
+                    if (
+                        stage != "eval"
+                        and uses_lora(pipeline, stage)
+                        and not stage_output(pipeline, stage, run_dir).exists()
+                    ):
+                        merge_stage(
+                            pipeline, stage, run_dir
+                        )  # the earlier attempt stopped between training and merging
+                    logger.info("stage %s: finished in an earlier attempt, skipped", stage)
+                    continue
+                record.update(status="running", start_time=_now(), end_time=None, error=None)
                 write_json(info_path, info)
-            logger.info("stage %s: finished in %.0f s", stage, record["wall_seconds"])
+                started = time.monotonic()
+                logger.info("stage %s: started (%s)", stage, os.environ["LLMRL_STAGE"])
+                stage_dir = run_dir / stage
+                stage_dir.mkdir(exist_ok=True)
+                try:
+                    with tee_output(stage_dir / "console.log"), log_to_file(stage_dir / "events.log", EVENT_LOGGERS):
+                        run_stage(pipeline, stage, run_dir, resume, how or Launch())
+                    record["status"] = "completed"
+                except TrainingInterrupted as e:
+                    record.update(status="interrupted", error=first_line(e))
+                    logger.error("stage %s stopped by %s", stage, e.signal_name)
+                    raise TrainingInterrupted(e.signal_name, e.checkpoint, f"llmrl pipeline --resume {run_dir}") from e
+                except BaseException as e:
+                    record.update(status="failed", error=f"{type(e).__name__}: {first_line(e)}")
+                    logger.error("stage %s failed: %s", stage, record["error"])
+                    raise
+                finally:
+                    record.update(end_time=_now(), wall_seconds=round(time.monotonic() - started, 1))
+                    write_json(info_path, info)
+                logger.info("stage %s: finished in %.0f s", stage, record["wall_seconds"])
+        finally:
+            os.environ.pop("LLMRL_STAGE", None)
     return run_dir
 
 

@@ -33,6 +33,12 @@ PANELS = {
     "learning rate": ("learning_rate",),
 }
 STAGE_ORDER = (*METHODS, "eval")
+SHORT_NAMES = {  # metric names as the summary shows them
+    "rewards/accuracy/mean": "reward acc",
+    "rewards/margins": "margin",
+    "mean_token_accuracy": "token acc",
+    "accuracy": "pair acc",
+}
 RESULT_FILES = ("metrics.jsonl", "results.json", "leaderboard.json")  # a folder with one of them holds a run
 
 
@@ -72,13 +78,13 @@ def stage_summary(stage_dir: Path, leaderboard: list[dict] | None = None) -> dic
     info = json.loads(info_path.read_text()) if info_path.is_file() else {}
     if (stage_dir / "leaderboard.json").is_file():
         rows = json.loads((stage_dir / "leaderboard.json").read_text())
-        judges = ", ".join(dict.fromkeys(row["judge"] for row in rows))
+        judges = ", ".join(dict.fromkeys(judge_name(row["judge"]) for row in rows))
         return {
             "status": "completed",
-            "steps": f"{rows[0]['num_prompts']} prompts" if rows else "",
-            "time (s)": "",
+            "steps": "",
+            "time": "",
             "training": "",
-            "held-out": f"{len(rows)} policies judged by {judges}",
+            "held-out": f"{len(rows)} policies, {judges}",
         }
     results_path = stage_dir / "results.json"
     if results_path.is_file():
@@ -86,11 +92,11 @@ def stage_summary(stage_dir: Path, leaderboard: list[dict] | None = None) -> dic
         low, high = results["win_rate"]["ci95"]
         return {
             "status": "completed",
-            "steps": f"{results['num_prompts']} prompts",
-            "time (s)": "",
+            "steps": "",
+            "time": "",
             "training": "",
-            "held-out": f"win rate {results['win_rate']['mean']:.3f} [{low:.3f}, {high:.3f}]; model "
-            f"{results['model_reward']['mean']:.3g} vs reference {results['reference_reward']['mean']:.3g}",
+            "held-out": f"win rate {results['win_rate']['mean']:.3f} [{low:.3f}, {high:.3f}], "
+            f"{results['num_prompts']} prompts",
         }
     records = read_metrics(stage_dir)
     steps = max((r["step"] for r in records), default=0)
@@ -100,12 +106,12 @@ def stage_summary(stage_dir: Path, leaderboard: list[dict] | None = None) -> dic
         if values:
             window = max(1, min(5, len(values) // 2))
             first, last = sum(values[:window]) / window, sum(values[-window:]) / window
-            training = f"{key} {first:.3g} -> {last:.3g}"
+            training = f"{SHORT_NAMES.get(key, key)} {first:.3g} -> {last:.3g}"
             break
     return {
         "status": info.get("status", "?"),
         "steps": str(steps),
-        "time (s)": f"{info['wall_seconds']:.0f}" if "wall_seconds" in info else "",
+        "time": f"{info['wall_seconds']:.0f}s" if "wall_seconds" in info else "",
         "training": training,
         "held-out": held_out(stage_dir.name, records, leaderboard or []),
     }
@@ -115,19 +121,15 @@ def held_out(stage: str, records: list[dict], leaderboard: list[dict]) -> str:
     """A stage's result on held-out data: its leaderboard row (judge score against the reference's), else
     the last held-out accuracy it logged (a reward model's pairwise accuracy), else its held-out task metric."""
     row = next((r for r in leaderboard if r["policy"] == stage), None)
-    if row:
-        low, high = row["reward_improvement"]["ci95"]
-        gain = f"{row['reward_improvement']['mean']:+.3f} [{low:+.3f}, {high:+.3f}]"
-        return (
-            f"{judge_name(row['judge'])} {row['model_reward']['mean']:.3f} vs {reference_name(row['reference'])} "
-            f"{row['reference_reward']['mean']:.3f} ({gain})"
-        )
+    if row:  # the interval is in the leaderboard table
+        gain = row["reward_improvement"]["mean"]
+        return f"{row['model_reward']['mean']:.3f} ({gain:+.3f})"
     _, values = series(records, "eval_accuracy")
     if not values:
         return ""
     if stage == "reward" or len(values) == 1:
-        return f"{'pair accuracy' if stage == 'reward' else 'accuracy'} {values[-1]:.3f}"
-    return f"accuracy {values[0]:.3f} -> {values[-1]:.3f}"
+        return f"{'pair acc' if stage == 'reward' else 'acc'} {values[-1]:.3f}"
+    return f"acc {values[0]:.3f} -> {values[-1]:.3f}"
 
 
 def judge_name(spec: str) -> str:
@@ -142,24 +144,29 @@ def reference_name(reference: str) -> str:
 
 
 def print_summary(runs: list[Path]) -> None:
+    """The run's table (a row per stage) and its leaderboard, each fitting 80 columns."""
+    from rich import box
     from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    console = Console(width=max(80, Console().width))
     for run in runs:
         found = stage_dirs(run)
         leaderboard = read_leaderboard(run)
         info_path = Path(run) / "run_info.json"
         recorded = json.loads(info_path.read_text()).get("stages", {}) if info_path.is_file() else {}
-        table = Table(title=f"llmrl run summary: {Path(run).name}")
-        for column in ("stage", "status", "steps", "time (s)", "training", "held-out"):
-            table.add_column(column)
+        title = f"llmrl run summary: {Path(run).name}\n(held-out: the judge's mean, and its gain on the reference)"
+        table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False)
+        for column in ("stage", "status", "steps", "time", "training", "held-out"):
+            table.add_column(
+                column, no_wrap=column != "held-out", justify="right" if column in ("steps", "time") else "left"
+            )
         for stage in sorted(set(found) | set(recorded), key=lambda s: STAGE_ORDER.index(s) if s in STAGE_ORDER else 99):
             if stage in found and recorded.get(stage, {}).get("status") != "failed":
                 table.add_row(stage, *stage_summary(found[stage], leaderboard).values())
             else:  # a stage that failed (maybe before writing anything): the pipeline's record says so
                 record = recorded[stage]
-                time = f"{record['wall_seconds']:.0f}" if "wall_seconds" in record else ""
+                time = f"{record['wall_seconds']:.0f}s" if "wall_seconds" in record else ""
                 table.add_row(stage, record.get("status", "?"), "", time, "", record.get("error") or "")
         console.print(table)
         if leaderboard:
@@ -167,36 +174,29 @@ def print_summary(runs: list[Path]) -> None:
 
 
 def leaderboard_table(rows: list[dict], run_name: str):
-    """Each evaluated policy against its reference: win rate, mean reward and improvement with their 95%
-    intervals, and the mean answer length in words."""
+    """Each evaluated policy against its reference, best first: win rate, mean reward, the improvement over
+    the reference with its 95% interval, and the mean answer length in words; one line each at 80 columns."""
+    from rich import box
     from rich.table import Table
-
-    def with_interval(figure: dict, sign: str = "") -> str:
-        low, high = figure["ci95"]
-        return f"{figure['mean']:{sign}.3f} [{low:{sign}.3f}, {high:{sign}.3f}]"
 
     judges = {judge_name(row["judge"]) for row in rows}
     judged = f", judged by {judges.pop()}" if len(judges) == 1 else ""
-    table = Table(title=f"leaderboard: {run_name} ({rows[0]['num_prompts']} held-out prompts{judged})", pad_edge=False)
-    headings = ["policy", "vs", *(["judge"] if not judged else []), "win rate [95%]", "mean reward [95%]"]
-    headings += ["improvement [95%]", "length"]
-    cells = [
-        [
+    title = f"leaderboard: {run_name} ({rows[0]['num_prompts']} held-out prompts{judged})"
+    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False)
+    headings = ["policy", "vs", *(["judge"] if not judged else []), "win rate", "reward", "improvement [95%]"]
+    for heading in [*headings, "length"]:
+        table.add_column(heading, no_wrap=True, justify="left" if heading in ("policy", "vs", "judge") else "right")
+    for row in sorted(rows, key=lambda r: -r["model_reward"]["mean"]):
+        low, high = row["reward_improvement"]["ci95"]
+        table.add_row(
             row["policy"],
             reference_name(row["reference"]),
             *([judge_name(row["judge"])] if not judged else []),
-            with_interval(row["win_rate"]),
-            with_interval(row["model_reward"]),
-            with_interval(row["reward_improvement"], sign="+"),
+            f"{row['win_rate']['mean']:.3f}",
+            f"{row['model_reward']['mean']:.3f}",
+            f"{row['reward_improvement']['mean']:+.3f} [{low:+.3f}, {high:+.3f}]",
             f"{row['mean_length']:.1f}",
-        ]
-        for row in sorted(rows, key=lambda r: -r["model_reward"]["mean"])
-    ]
-    for i, heading in enumerate(headings):  # names whole; figures wrap at their spaces
-        whole = [len(line[i]) for line in cells] if i < len(headings) - 4 else []
-        table.add_column(heading, min_width=max([*map(len, heading.split()), *whole]), overflow="fold")
-    for line in cells:
-        table.add_row(*line)
+        )
     return table
 
 

@@ -16,6 +16,7 @@ import logging
 import os
 import shutil
 import socket
+import subprocess
 import sys
 from pathlib import Path
 
@@ -120,7 +121,19 @@ def holder_info() -> dict:
         "host": socket.gethostname(),
         "command": " ".join(["llmrl", *sys.argv[1:]]) if sys.argv else "llmrl",
         "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "tmux": tmux_session(),  # where to attach to watch it (llmrl runs shows it)
     }
+
+
+def tmux_session() -> str | None:
+    """The tmux session this process runs in, if any."""
+    if not os.environ.get("TMUX"):
+        return None
+    try:
+        result = subprocess.run(["tmux", "display-message", "-p", "#S"], capture_output=True, text=True, timeout=2)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return result.stdout.strip() or None
 
 
 def read_holder(fd: int) -> dict:

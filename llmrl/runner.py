@@ -29,6 +29,7 @@ from llmrl.trl_loop import train_and_save
 
 SECRET_WORDS = ("key", "token", "secret", "password")
 logger = logging.getLogger("llmrl")
+details = logging.getLogger("llmrl.details")  # the run log only
 RUN_FILES = (
     "final",
     "metrics.jsonl",
@@ -66,7 +67,8 @@ def run_training(cfg: TrainingConfig) -> Path:
             logger.info("training %s: model %s, dataset %s, output %s", cfg.method, cfg.model, cfg.dataset, output_dir)
             for change in resumed_changes:
                 logger.info("resume: %s (changed since the run was started)", change)
-            logger.info(detect_hardware(cfg).summary())
+            in_pipeline = "LLMRL_STAGE" in os.environ  # the same for every stage: said once is enough
+            (details if in_pipeline else logger).info(detect_hardware(cfg).summary())
             try:
                 final = train(cfg, RunContext(cfg))
                 info.update(status="completed", final_dir=str(final))

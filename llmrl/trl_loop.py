@@ -11,10 +11,14 @@ from pathlib import Path
 
 import torch
 from transformers import TrainerCallback
+from transformers.trainer_callback import PrinterCallback
+from transformers.trainer_callback import ProgressCallback as TqdmProgress
 
+from llmrl.console import Progress
 from llmrl.run_context import RunContext, ShardRecord, write_ranks_file
 
 logger = logging.getLogger("llmrl")
+details = logging.getLogger("llmrl.details")  # the run log only
 
 
 def train_and_save(trainer, run: RunContext) -> Path:
@@ -23,9 +27,15 @@ def train_and_save(trainer, run: RunContext) -> Path:
     trainer.callback_handler.callbacks.insert(0, MetricsCallback(run))  # first: it adds gpu_memory_gb
     trainer.add_callback(NonFiniteCallback(run, trainer.accelerator))
     trainer.add_callback(SignalCallback(run, trainer.accelerator))
+    for bar in (TqdmProgress, PrinterCallback):  # transformers' bar and its printed dict of every log
+        trainer.remove_callback(bar)
+    trainer.add_callback(progress := ProgressCallback(run))
     trainer.data_collator = shard = ShardRecord(trainer.data_collator)
-    with run.stop:
-        trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    try:
+        with run.stop:
+            trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    finally:
+        progress.on_train_end(None, None, None)  # also when training fails: the terminal gets its cursor back
     if run.stop.received:
         raise run.interrupted()
     write_ranks_file(trainer.accelerator, shard, run.output_dir)
@@ -51,7 +61,31 @@ class MetricsCallback(TrainerCallback):
 
     def on_save(self, args, state, control, **kwargs):
         if state.is_world_process_zero:
-            logger.info("checkpoint saved: %s/checkpoint-%d", args.output_dir, state.global_step)
+            details.info("checkpoint saved: %s/checkpoint-%d", args.output_dir, state.global_step)
+
+
+class ProgressCallback(TrainerCallback):
+    """The stage's progress display (``llmrl.console.Progress``) on the main process."""
+
+    def __init__(self, run: RunContext):
+        self.run, self.progress = run, None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            spec = self.run.cfg.method_spec
+            self.progress = Progress(self.run.cfg.method, state.max_steps, spec.shown, initial=state.global_step)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.progress:
+            self.progress.advance(state.global_step)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if self.progress and logs:
+            self.progress.log(state.global_step, logs)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.progress:
+            self.progress.close()
 
 
 class NonFiniteCallback(TrainerCallback):

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from llmrl.config import TrainingConfig
 
 logger = logging.getLogger("llmrl")
+details = logging.getLogger("llmrl.details")  # the run log only
 AUTO_PERCENTILE = 95
 SOURCE = "_source_"  # prefix of the source columns while rows are normalized
 
@@ -51,12 +52,15 @@ class DataReport:
 
     def log(self) -> None:
         steps = ", ".join(f"{name}: {rows}" for name, rows in self.counts)
-        logger.info("data %s [%s] as %s (%s): %s", self.dataset, self.split, self.kind, self.schema, steps)
+        length = f"max_length {self.max_length}" + (
+            " (default)" if self.max_length_note.startswith("the default") else ""
+        )
+        logger.info("data %s [%s] as %s (%s): %s; %s", self.dataset, self.split, self.kind, self.schema, steps, length)
         for reason, rows in self.dropped.items():
             logger.info("  dropped %d rows: %s", rows, reason)
         for note, rows in self.notes.items():
             logger.info("  %s (%d messages)", note, rows)
-        logger.info("  max_length %d (%s)", self.max_length, self.max_length_note)
+        details.info("  max_length %d (%s)", self.max_length, self.max_length_note)
 
 
 def prepare_dataset(cfg: TrainingConfig, tokenizer, kind: str, split: str | None = None, max_length: int | None = None):

@@ -38,6 +38,7 @@ class Method:
     starts_from_sft: bool = True  # in a pipeline, starts from the SFT stage's model when there is one
     rewarded_by_reward_model: bool = False  # in a pipeline, scored by the reward stage's model unless told
     policy: bool = True  # trains a policy that eval compares (a reward model is not one)
+    shown: tuple[str, ...] = ("loss",)  # the metrics its progress display shows
 
     @property
     def name(self) -> str:
@@ -50,26 +51,33 @@ class Method:
 
 
 METHODS = {  # in pipeline order
-    "sft": Method(sft, "sft", "SFTTrainer", "trl:SFTConfig", sft.SFTOptions, starts_from_sft=False),
+    "sft": Method(sft, "sft", "SFTTrainer", "trl:SFTConfig", sft.SFTOptions, starts_from_sft=False,
+                  shown=("loss", "mean_token_accuracy")),
     "distill": Method(distill, "prompt", "DistillationTrainer", "trl:DistillationConfig", distill.DistillOptions,
                       check=distill.check_config, reference=True),  # the teacher's copy counts as a reference's
     "reward": Method(reward, "preference", "RewardTrainer", "trl:RewardConfig", reward.RewardOptions, pairs=True,
-                     policy=False),
-    "dpo": Method(dpo, "preference", "DPOTrainer", "trl:DPOConfig", dpo.DPOOptions, reference=True, pairs=True),
-    "kto": Method(kto, "kto", "KTOTrainer", "trl:KTOConfig", kto.KTOOptions, reference=True),
+                     policy=False, shown=("loss", "accuracy", "margin")),
+    "dpo": Method(dpo, "preference", "DPOTrainer", "trl:DPOConfig", dpo.DPOOptions, reference=True, pairs=True,
+                  shown=("loss", "rewards/margins", "rewards/accuracies")),
+    "kto": Method(kto, "kto", "KTOTrainer", "trl:KTOConfig", kto.KTOOptions, reference=True,
+                  shown=("loss", "kl", "rewards/margins")),
     "orpo": Method(orpo, "preference", "ORPOTrainer (trl.experimental)", "trl.experimental.orpo:ORPOConfig",
-                   orpo.ORPOOptions, pairs=True),
+                   orpo.ORPOOptions, pairs=True, shown=("loss", "rewards/margins", "rewards/accuracies")),
     "simpo": Method(simpo, "preference", "CPOTrainer, SimPO loss (trl.experimental)",
-                    "trl.experimental.cpo:CPOConfig", simpo.SimPOOptions, pairs=True),
+                    "trl.experimental.cpo:CPOConfig", simpo.SimPOOptions, pairs=True,
+                    shown=("loss", "rewards/margins", "rewards/accuracies")),
     "online_dpo": Method(online_dpo, "prompt", "OnlineDPOTrainer (trl.experimental)",
                          "trl.experimental.online_dpo:OnlineDPOConfig", online_dpo.OnlineDPOOptions,
-                         ONLINE_SECTIONS, reference=True, online=True),
+                         ONLINE_SECTIONS, reference=True, online=True,
+                         shown=("loss", "objective/scores", "rewards/accuracies")),
     "grpo": Method(grpo, "prompt", "GRPOTrainer", "trl:GRPOConfig", None, ONLINE_SECTIONS, check_whole_groups,
-                   reference=True, online=True),
+                   reference=True, online=True, shown=("reward", "kl", "completions/mean_length")),
     "rloo": Method(rloo, "prompt", "RLOOTrainer", "trl:RLOOConfig", None, ONLINE_SECTIONS, check_whole_groups,
-                   reference=True, online=True, rewarded_by_reward_model=True),
+                   reference=True, online=True, rewarded_by_reward_model=True,
+                   shown=("reward", "kl", "completions/mean_length")),
     "ppo": Method(ppo, "prompt", "llmrl's PPOTrainer", None, ppo.PPOOptions, ONLINE_SECTIONS, ppo.check_config,
-                  reference=True, online=True, rewarded_by_reward_model=True),
+                  reference=True, online=True, rewarded_by_reward_model=True,
+                  shown=("score", "kl", "response_length")),
 }  # fmt: skip
 ONLINE_METHODS = tuple(name for name, method in METHODS.items() if method.online)
 METHOD_KINDS = {**{name: method.kind for name, method in METHODS.items()}, "eval": "prompt"}  # for data inspect

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING
 
 from llmrl import ppo_math
 from llmrl.builtin import resolve_model
+from llmrl.console import Progress
 from llmrl.data import prepare_train_eval
 from llmrl.errors import LlmrlError
 from llmrl.generation import task_eval
@@ -50,6 +51,7 @@ if TYPE_CHECKING:
 torch = lazy_import("torch")
 transformers = lazy_import("transformers")
 logger = logging.getLogger("llmrl")
+details = logging.getLogger("llmrl.details")  # the run log only
 REPLACES_RL = {  # rl.* options PPO does not read, and what it reads instead
     "beta": "set ppo.kl_coef",
     "num_generations": "PPO samples one answer per prompt (per_device_train_batch_size prompts per rollout)",
@@ -416,14 +418,13 @@ class PPOTrainer:
         """Roll out and update until ``total_steps``, checkpointing every ``save_steps`` and at the end, then save
         ``final/`` and ``value_model/`` and return ``final/``. On SIGTERM/SIGINT, checkpoint the step just done
         and raise ``TrainingInterrupted``. Metrics, the signal flag, the NaN guard and the trackers are the run's."""
-        from tqdm.auto import tqdm
-
         self.guard = run.guard
         main = self.accelerator.is_main_process
         checkpoint = run.resume_checkpoint(main)
         step = self.load_checkpoint(checkpoint) if checkpoint else 0
         trackers = start_trackers(run) if main else []
-        progress = tqdm(total=self.total_steps, initial=step, desc="PPO", disable=not main)
+        progress = Progress("ppo", self.total_steps, self.cfg.method_spec.shown, initial=step, enabled=main)
+        self.progress = progress
         eval_every = self.cfg.eval_steps or self.cfg.logging_steps
         try:
             with run.stop:
@@ -436,11 +437,7 @@ class PPOTrainer:
                     history = self.update(rollout)
                     self.scheduler.step()
                     step += 1
-                    shown = {"score": f"{rollout.stats['score'].item():.3g}", "kl": f"{rollout.stats['kl'].item():.3g}"}
-                    if torch.cuda.is_available():
-                        shown["gpu_gb"] = f"{torch.cuda.max_memory_allocated() / 2**30:.1f}"
-                    progress.set_postfix(shown)
-                    progress.update()
+                    progress.advance(step)
                     if step % self.cfg.logging_steps == 0 or step in (1, self.total_steps):
                         record = {
                             **self.gather_stats(rollout, history),
@@ -469,6 +466,7 @@ class PPOTrainer:
         """One record to ``metrics.jsonl`` and the trackers (main process)."""
         if self.accelerator.is_main_process:
             run.metrics.write({"step": step, **record})
+            self.progress.log(step, record)
             for tracker in trackers:
                 tracker.log({f"ppo/{key}": value for key, value in record.items()}, step=step)
 
@@ -511,7 +509,7 @@ class PPOTrainer:
             if self.cfg.save_total_limit:
                 for old in complete_checkpoints(self.output_dir)[: -self.cfg.save_total_limit]:
                     shutil.rmtree(old)
-            logger.info("checkpoint saved: %s", target)
+            details.info("checkpoint saved: %s", target)
         accelerator.wait_for_everyone()
         return target
 
