@@ -179,7 +179,7 @@ class Progress:
 
     ``advance(step)`` after each optimizer step, ``log(step, record)`` at each logging step, ``close()`` at
     the end. In a terminal: a live rich bar (step/total, elapsed, ETA, metrics, throughput, GPU memory). Else:
-    one plain line per logging step, and nothing in between."""
+    plain lines at the first logged step, about every fifth of the run, the last step and each evaluation."""
 
     def __init__(self, method: str, total: int, keys: tuple[str, ...], initial: int = 0, enabled: bool = True):
         self.title, self.total, self.keys = stage_title(method), total, keys
@@ -211,13 +211,17 @@ class Progress:
                 self.live.console.print(f"{self.title} step {step}/{self.total} {shown}", soft_wrap=True)
             self.live.show(self.step, self.status())
         elif self.enabled and shown and (evaluation or self.due(step)) and (step, shown) != self.last_line:
-            self.printed, self.last_line = step, (step, shown)
-            elapsed = time.monotonic() - self.started
-            figures = shown if evaluation else self.status()
-            console.file.write(
-                f"{self.title} step {step}/{self.total} {figures} | {clock(elapsed)} eta {clock(self.eta())}\n"
-            )
-            console.file.flush()
+            self.last_line = (step, shown)
+            self.print_line(step, shown if evaluation else self.status())
+
+    def print_line(self, step: int, figures: str) -> None:
+        """One plain line: ``dpo step 20/30 loss 0.79 ... | 0:12 eta 0:06``."""
+        self.printed = step
+        elapsed = time.monotonic() - self.started
+        console.file.write(
+            f"{self.title} step {step}/{self.total} {figures} | {clock(elapsed)} eta {clock(self.eta())}\n"
+        )
+        console.file.flush()
 
     def due(self, step: int) -> bool:
         """A plain line is printed for the first logged step, the last, and then every fifth of the run or so
@@ -247,10 +251,7 @@ class Progress:
     def close(self) -> None:
         """The last step's line (piped, when the last step was not a logging step), or the display's last frame."""
         if not self.live and self.enabled and self.metrics and self.printed is not None and self.printed < self.step:
-            self.printed = self.step
-            elapsed = time.monotonic() - self.started
-            console.file.write(f"{self.title} step {self.step}/{self.total} {self.status()} | {clock(elapsed)}\n")
-            console.file.flush()
+            self.print_line(self.step, self.status())
         if self.live:
             self.live.show(self.step, self.status())
             self.live.stop()

@@ -35,7 +35,7 @@ def train_and_save(trainer, run: RunContext) -> Path:
         with run.stop:
             trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     finally:
-        progress.on_train_end(None, None, None)  # also when training fails: the terminal gets its cursor back
+        progress.close()  # also when training fails: the terminal gets its cursor back
     if run.stop.received:
         raise run.interrupted()
     write_ranks_file(trainer.accelerator, shard, run.output_dir)
@@ -84,6 +84,9 @@ class ProgressCallback(TrainerCallback):
             self.progress.log(state.global_step, logs)
 
     def on_train_end(self, args, state, control, **kwargs):
+        self.close()
+
+    def close(self) -> None:
         if self.progress:
             self.progress.close()
 
