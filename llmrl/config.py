@@ -48,7 +48,6 @@ OTHER_TRL_NAMES = {
     "fp16": "precision=fp16",
     "bf16": "precision=bf16",
     "use_cpu": "precision=fp32 (llmrl uses the GPU when there is one)",
-    "padding_free": "sft.padding_free",
     "teacher_model_name_or_path": "distill.teacher",
     "model_name_or_path": "model",
     "dataset_name": "dataset",
@@ -57,6 +56,7 @@ OTHER_TRL_NAMES = {
     "load_in_4bit": "lora.quantize=4bit",
     "gradient_checkpointing_kwargs": "gradient_checkpointing",
 }
+MOVED_KEYS = {"sft.padding_free": "padding_free"}  # keys that moved, and where to (for their error)
 RUN_FLAGS = ("overwrite", "resume")  # decisions about one run: command-line flags only, never in a shared file
 
 
@@ -224,7 +224,12 @@ class SharedConfig:
     attn_implementation: str | None = option(
         None, "sdpa, eager, flash_attention_2 (None: flash-attn on CUDA if installed)"
     )
-    group_by_length: bool = option(True, "reward, DPO: batches of similar-length pairs (TRL pads them; this halves it)")
+    padding_free: bool | None = option(
+        None, "SFT, reward, DPO, KTO: no compute on padding (None: on when the model reads packed position ids)"
+    )
+    group_by_length: bool | None = option(
+        None, "reward, DPO: batches of similar-length pairs (None: when that computes on fewer positions)"
+    )
     use_liger_kernel: bool | None = option(
         None, "Liger's fused kernels (None: on for CUDA when liger-kernel is installed)"
     )
@@ -489,6 +494,8 @@ def from_dict(cls, values: dict[str, Any], prefix: str = ""):
             hint = did_you_mean(str(key), names, prefix)
             if not prefix and key in trl_names():
                 hint = f"; llmrl's name for it: {trl_names()[key]}"
+            if f"{prefix}{key}" in MOVED_KEYS:
+                hint = f"; it is now {MOVED_KEYS[prefix + key]}"
             raise LlmrlError(f"unknown config key '{prefix}{key}'{hint} (llmrl train --print-config lists every key)")
         kind = hints[key]
         if dataclasses.is_dataclass(kind):

@@ -54,9 +54,23 @@ def load_model(cfg: TrainingConfig, model_class=None, model: str | None = None, 
         kwargs["device_map"] = {"": PartialState().local_process_index}
     set_seed(cfg.seed)  # new weights (a reward model's score head, a value head) are the same in every run
     try:
-        return model_class.from_pretrained(resolve_model(name), **kwargs)
+        loaded = model_class.from_pretrained(resolve_model(name), **kwargs)
     except (OSError, ValueError) as e:
         raise loading_failed(f"could not load model '{name}' as {model_class.__name__}", e, name) from e
+    if hardware.liger:
+        apply_liger_kernels(loaded)
+    return loaded
+
+
+def apply_liger_kernels(model) -> None:
+    """Liger's Triton kernels (RMSNorm, RoPE, SwiGLU, ...) in this model's layers, through Liger's own entry
+    point for a loaded model (the one transformers' Trainer calls), for every method alike: TRL 1.16 deprecates
+    its ``use_liger_kernel`` flag in favour of Hub kernels, which cannot be downloaded offline. Liger's fused
+    linear cross-entropy stays off: TRL's trainers replace the LM head's forward with their own fused one, and
+    llmrl's PPO reads the logits. A model type Liger does not know is left as it is (Liger logs it)."""
+    from liger_kernel.transformers import _apply_liger_kernel_to_instance
+
+    _apply_liger_kernel_to_instance(model=model, fused_linear_cross_entropy=False, cross_entropy=False)
 
 
 def peft_config(cfg: TrainingConfig, task_type: str = "CAUSAL_LM"):

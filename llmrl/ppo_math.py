@@ -75,9 +75,8 @@ def value_loss(new_values, old_values, returns, mask, clip_range: float):
     return loss, {"vf_clipfrac": masked_mean((clipped_error > unclipped_error).float(), mask)}
 
 
-def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
-    """Per-token entropy of the categorical distributions given by ``logits`` (..., vocab)."""
-    log_probs = torch.log_softmax(logits.float(), dim=-1)
+def entropy(log_probs: torch.Tensor) -> torch.Tensor:
+    """Per-token entropy of the categorical distributions given by their log-probabilities (..., vocab)."""
     return -(log_probs.exp() * log_probs).sum(-1)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import logging
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,10 +20,13 @@ from llmrl.builtin import resolve_model
 from llmrl.errors import LlmrlError
 from llmrl.hardware import detect_hardware
 from llmrl.options import did_you_mean, trl_values
+from llmrl.padding_free import first_fit_decreasing
 from llmrl.rewards import MissingEosPenalty, build_reward_functions
 
 if TYPE_CHECKING:
     from llmrl.config import TrainingConfig
+
+details = logging.getLogger("llmrl.details")  # the run log only
 
 # TRL / transformers fields that llmrl sets from its own keys, and those keys (for the `trl:` section's errors)
 LLMRL_KEYS = {
@@ -50,7 +54,8 @@ def trl_config(cfg: TrainingConfig, config_cls, options=None, **method_args):
     then the ``trl:`` section.
 
     Sets ``use_cpu``, ``bf16``, ``fp16`` and ``gradient_checkpointing`` for the hardware found: TRL's
-    defaults (``bf16=True``, checkpointing on) fail or slow down on a machine without CUDA.
+    defaults (``bf16=True``, checkpointing on) fail or slow down on a machine without CUDA. Liger's kernels are
+    applied when the model is loaded (``llmrl.loading``), not through TRL's deprecated ``use_liger_kernel``.
     """
     hardware = detect_hardware(cfg)
     args = trl_values(cfg)  # output_dir, seed, batch sizes, learning rate, schedule, logging and saving
@@ -68,7 +73,6 @@ def trl_config(cfg: TrainingConfig, config_cls, options=None, **method_args):
         use_cpu=hardware.device == "cpu",
         bf16=hardware.precision == "bf16",
         fp16=hardware.precision == "fp16",
-        use_liger_kernel=hardware.liger,
         trust_remote_code=cfg.trusts_code_of(cfg.model),
     )
     field_names = {f.name for f in dataclasses.fields(config_cls)}
@@ -179,11 +183,44 @@ def generation_eos_ids(cfg: TrainingConfig) -> list[int]:
     return [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
 
 
-def group_by_length(trainer, lengths: list[int]) -> None:
-    """Draw batches of examples of similar length (``lengths``: one per training row), so that padding to the
-    longest in the batch wastes little: for preference data, which TRL cannot batch padding-free. Batches stay
-    random: transformers' LengthGroupedSampler sorts by length only within random groups of 50 batches."""
+def group_pairs_by_length(trainer, pairs: list[tuple[int, int]], setting: bool | None, packed: bool) -> bool:
+    """Draw batches of pairs of similar length when ``setting`` says so (``group_by_length``) or, when it is
+    None, when that computes on fewer positions over an epoch than random batches: always for padded batches;
+    for packed ones (``packed``: llmrl.padding_free) it depends on the data, since rows fill up better with
+    mixed lengths. ``pairs``: the token lengths of each training pair's two sequences. Batches stay random:
+    transformers' LengthGroupedSampler sorts by length only within random groups of 50 batches."""
+    import torch
     from transformers.trainer_pt_utils import LengthGroupedSampler
 
     size = trainer.args.train_batch_size * trainer.args.gradient_accumulation_steps
-    trainer._get_train_sampler = lambda dataset=None: LengthGroupedSampler(size, lengths=lengths)
+    seed = trainer.args.seed
+    longest = [max(pair) for pair in pairs]
+    if setting is None:
+        grouped = list(LengthGroupedSampler(size, lengths=longest, generator=torch.Generator().manual_seed(seed)))
+        shuffled = torch.randperm(len(pairs), generator=torch.Generator().manual_seed(seed)).tolist()
+        batch = trainer.args.train_batch_size
+        positions = (
+            computed_positions(pairs, grouped, batch, packed),
+            computed_positions(pairs, shuffled, batch, packed),
+        )
+        setting = positions[0] < positions[1]
+        details.info(
+            "%s batches: %s (%d positions computed per epoch grouped by length, %d at random)",
+            "packed" if packed else "padded",
+            "pairs grouped by length" if setting else "random pairs",
+            *positions,
+        )
+    if setting:
+        trainer._get_train_sampler = lambda dataset=None: LengthGroupedSampler(size, lengths=longest)
+    return setting
+
+
+def computed_positions(pairs: list[tuple[int, int]], order: list[int], batch: int, packed: bool) -> int:
+    """The positions a model computes on over one epoch of ``pairs`` drawn in ``order``, ``batch`` pairs at a
+    time: padded to the batch's longest sequence, or packed into rows that long (llmrl.padding_free.pack)."""
+    total = 0
+    for start in range(0, len(order), batch):
+        sizes = [length for index in order[start : start + batch] for length in pairs[index]]
+        rows = len(first_fit_decreasing(sizes, max(sizes))) if packed else len(sizes)
+        total += rows * max(sizes)
+    return total

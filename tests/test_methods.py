@@ -1,6 +1,7 @@
 """One conformance test for every method in ``llmrl.methods.METHODS`` (issue 18): a method is covered the
 moment it is listed. Each trains two steps on the built-in tiny model, writes a final/ model that loads,
-resumes from its checkpoint to a third step, and refuses an unknown option of its own section."""
+resumes from its checkpoint to a third step, and refuses an unknown option of its own section; and no setting
+of llmrl's draws a deprecation warning from TRL."""
 
 import json
 
@@ -103,3 +104,26 @@ def test_data_inspect_reads_each_new_methods_data(name):
     result = runner.invoke(app, ["data", "inspect", "--method", name, "--dataset", DATA[METHODS[name].kind]])
     assert result.exit_code == 0, result.output
     assert f"as {METHODS[name].kind} data" in result.output
+
+
+@pytest.mark.parametrize("name", [name for name, method in METHODS.items() if method.trl_config])
+def test_no_setting_of_llmrls_is_deprecated_in_trl(name):
+    """Building the TRL trainer with llmrl's settings draws no FutureWarning (TRL 1.16 deprecates, e.g., its
+    use_liger_kernel flag: llmrl applies Liger's kernels itself when it loads the model)."""
+    import warnings
+
+    from llmrl.config import load_config
+
+    method = METHODS[name]
+    sets = [f"method={name}", "model=builtin:tiny", f"dataset={DATA[method.kind]}", "data.max_samples=16"]
+    if method.online:
+        sets += ["rewards=[length]", "rl.max_completion_length=8", "per_device_train_batch_size=4"]
+    if name in ("grpo", "rloo"):
+        sets += ["rl.num_generations=2"]
+    if name == "distill":
+        sets += ["distill.teacher=builtin:tiny"]
+    cfg = load_config(sets=[*sets, "output_dir=out"])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        method.module.build_trainer(cfg)
+    assert not [str(w.message) for w in caught if issubclass(w.category, FutureWarning)]

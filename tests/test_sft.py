@@ -41,7 +41,7 @@ def test_chat_data_is_supervised_on_assistant_turns_only(tmp_path, chat_jsonl):
             )
             + "\n"
         )
-    sets = [f"dataset={chat_jsonl}", "model=builtin:tiny", f"output_dir={tmp_path / 'out'}", "sft.padding_free=false"]
+    sets = [f"dataset={chat_jsonl}", "model=builtin:tiny", f"output_dir={tmp_path / 'out'}", "padding_free=false"]
     trainer = build_trainer(load_config(sets=sets))
     whole, supervised, batch = supervised_text(trainer, 0, other=len(trainer.train_dataset) - 1)
     assert whole.startswith("<|im_start|>user\nWhat is 0 + 0?<|im_end|>")
@@ -62,7 +62,7 @@ def test_padding_free_batches_give_the_padded_loss_without_padding(tmp_path):
     data = tmp_path / "varied.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     sets = [f"dataset={data}", "model=builtin:tiny", f"output_dir={tmp_path / 'out'}"]
-    padded = build_trainer(load_config(sets=[*sets, "sft.padding_free=false"]))
+    padded = build_trainer(load_config(sets=[*sets, "padding_free=false"]))
     packed = build_trainer(load_config(sets=sets))
     assert packed.padding_free and not padded.padding_free
     examples = [padded.train_dataset[i] for i in range(3)]

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING
 from llmrl.data import prepare_train_eval
 from llmrl.loading import load_model, load_tokenizer, peft_config
 from llmrl.options import check, option
-from llmrl.trl_args import group_by_length, trl_config
+from llmrl.padding_free import make_padding_free
+from llmrl.trl_args import group_pairs_by_length, trl_config
 
 if TYPE_CHECKING:
     from llmrl.config import TrainingConfig
@@ -72,8 +73,10 @@ def build_trainer(cfg: "TrainingConfig"):
         processing_class=tokenizer,
         peft_config=peft_config(cfg),
     )
-    if cfg.group_by_length:  # a pair is padded to the longest prompt + answer of its batch
-        rows = trainer.train_dataset
-        pairs = zip(rows["prompt_ids"], rows["chosen_ids"], rows["rejected_ids"], strict=True)
-        group_by_length(trainer, [len(p) + max(len(c), len(r)) for p, c, r in pairs])
+    packed = make_padding_free(trainer, cfg.padding_free, cfg.model)
+    rows = trainer.train_dataset
+    pairs = zip(rows["prompt_ids"], rows["chosen_ids"], rows["rejected_ids"], strict=True)
+    group_pairs_by_length(
+        trainer, [(len(p) + len(c), len(p) + len(r)) for p, c, r in pairs], cfg.group_by_length, packed
+    )
     return trainer

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from llmrl.data import prepare_train_eval
 from llmrl.loading import load_model, load_tokenizer, peft_config
 from llmrl.options import check, option
+from llmrl.padding_free import make_padding_free
 from llmrl.trl_args import trl_config
 
 if TYPE_CHECKING:
@@ -48,7 +49,7 @@ def build_trainer(cfg: "TrainingConfig"):
     tokenizer = load_tokenizer(cfg)
     train_dataset, eval_dataset, report = prepare_train_eval(cfg, tokenizer, "kto")
     args = trl_config(cfg, KTOConfig, cfg.kto, max_length=report.max_length, dataset_num_proc=1)
-    return KTOTrainer(
+    trainer = KTOTrainer(
         model=load_model(cfg),
         args=args,
         train_dataset=train_dataset,
@@ -56,3 +57,5 @@ def build_trainer(cfg: "TrainingConfig"):
         processing_class=tokenizer,
         peft_config=peft_config(cfg),
     )
+    make_padding_free(trainer, cfg.padding_free, cfg.model)
+    return trainer

@@ -20,6 +20,7 @@ every ``save_steps`` rollout steps (and on SIGTERM/SIGINT) a ``checkpoint-N/`` t
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import math
@@ -150,6 +151,9 @@ class PPOTrainer:
         )
         torch.manual_seed(cfg.seed)
         self._setup_models(hardware.gradient_checkpointing)
+        # transformers' causal LMs compute the LM head on the last N positions only when told (remote code may not)
+        base = self.policy.get_base_model() if hasattr(self.policy, "get_base_model") else self.policy  # (LoRA)
+        self.keeps_logits = "logits_to_keep" in inspect.signature(base.forward).parameters
         self.reward_funcs, self.reward_weights = online_rewards(cfg, tokenizer)
         self.task_eval = task_eval(cfg, eval_dataset, tokenizer, self.reward_funcs)  # eval_<reward> on held-out prompts
         loader = self._setup_data(dataset)
@@ -247,15 +251,20 @@ class PPOTrainer:
     # -----------------------------------------------------------------------------------------------------
     # Forward passes
 
-    def response_logprobs(self, model, query_ids, query_mask, response_ids, response_mask):
-        """(log-probabilities, entropies) of the response tokens under ``model``, temperature applied."""
+    def response_logprobs(self, model, query_ids, query_mask, response_ids, response_mask, entropy=False):
+        """The log-probabilities of the response tokens under ``model``, temperature applied; with ``entropy``,
+        (log-probabilities, entropies). The LM head and the softmax run on the response positions only (the
+        query is left-padded, the response right-padded: they are the last ones)."""
         input_ids = torch.cat([query_ids, response_ids], dim=1)
         attention_mask = torch.cat([query_mask, response_mask], dim=1)
         position_ids = (attention_mask.cumsum(1) - 1).clamp(min=0)
-        logits = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids).logits
-        logits = logits[:, query_ids.shape[1] - 1 : -1].float() / (self.cfg.rl.temperature + 1e-7)
-        logprobs = torch.gather(logits.log_softmax(-1), 2, response_ids.unsqueeze(-1)).squeeze(-1)
-        return logprobs, ppo_math.entropy_from_logits(logits)
+        kept = response_ids.shape[1] + 1  # the position before the first response token predicts it
+        keep = {"logits_to_keep": kept} if self.keeps_logits else {}
+        logits = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, **keep).logits
+        logits = logits[:, -kept:-1].float() / (self.cfg.rl.temperature + 1e-7)
+        log_probs = logits.log_softmax(-1)
+        logprobs = torch.gather(log_probs, 2, response_ids.unsqueeze(-1)).squeeze(-1)
+        return (logprobs, ppo_math.entropy(log_probs)) if entropy else logprobs
 
     def response_values(self, query_ids, query_mask, response_ids, response_mask):
         """The value model's estimate at each response token (read at the position that predicts it): its score
@@ -333,12 +342,12 @@ class PPOTrainer:
         beta x KL on every token), then GAE: (logprobs, values, advantages, returns, stats)."""
         cfg, device = self.cfg, self.accelerator.device
         response_mask = sequences[3]
-        logprobs, _ = self.response_logprobs(self.policy, *sequences)
+        logprobs = self.response_logprobs(self.policy, *sequences)
         if self.reference is None:
             with self.accelerator.unwrap_model(self.policy).disable_adapter():
-                ref_logprobs, _ = self.response_logprobs(self.policy, *sequences)
+                ref_logprobs = self.response_logprobs(self.policy, *sequences)
         else:
-            ref_logprobs, _ = self.response_logprobs(self.reference, *sequences)
+            ref_logprobs = self.response_logprobs(self.reference, *sequences)
         values = self.response_values(*sequences)
         mask = response_mask.float()
         logprobs, ref_logprobs, values = logprobs * mask, ref_logprobs * mask, values * mask
@@ -398,7 +407,9 @@ class PPOTrainer:
         query_ids, query_mask = rollout.query_ids[index], rollout.query_mask[index]
         response_ids, response_mask = rollout.response_ids[index], rollout.response_mask[index]
         mask = response_mask.float()
-        logprobs, entropy = self.response_logprobs(self.policy, query_ids, query_mask, response_ids, response_mask)
+        logprobs, entropy = self.response_logprobs(
+            self.policy, query_ids, query_mask, response_ids, response_mask, entropy=True
+        )
         values = self.response_values(query_ids, query_mask, response_ids, response_mask)
         pg_loss, pg_stats = ppo_math.policy_loss(
             logprobs, rollout.logprobs[index], rollout.advantages[index], mask, cfg.rl.epsilon

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING
 from llmrl.data import prepare_train_eval
 from llmrl.loading import load_model, load_tokenizer, peft_config
 from llmrl.options import option
-from llmrl.trl_args import group_by_length, trl_config
+from llmrl.padding_free import make_padding_free
+from llmrl.trl_args import group_pairs_by_length, trl_config
 
 if TYPE_CHECKING:
     from llmrl.config import TrainingConfig
@@ -48,7 +49,7 @@ def build_trainer(cfg: "TrainingConfig"):
         processing_class=tokenizer,
         peft_config=peft_config(cfg, task_type="SEQ_CLS"),
     )
-    if cfg.group_by_length:  # chosen and rejected are padded to the longest of the batch
-        pairs = zip(trainer.train_dataset["chosen_ids"], trainer.train_dataset["rejected_ids"], strict=True)
-        group_by_length(trainer, [max(len(c), len(r)) for c, r in pairs])
+    packed = make_padding_free(trainer, cfg.padding_free, cfg.model)
+    pairs = zip(trainer.train_dataset["chosen_ids"], trainer.train_dataset["rejected_ids"], strict=True)
+    group_pairs_by_length(trainer, [(len(c), len(r)) for c, r in pairs], cfg.group_by_length, packed)
     return trainer

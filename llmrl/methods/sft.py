@@ -9,7 +9,6 @@ knows (``llmrl data inspect --method sft``) works; plain ``text`` data is traine
 
 import logging
 import os
-import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -17,6 +16,7 @@ from llmrl.data import prepare_train_eval
 from llmrl.errors import LlmrlError
 from llmrl.loading import load_model, load_tokenizer, peft_config
 from llmrl.options import option
+from llmrl.padding_free import reads_packed_positions
 from llmrl.trl_args import trl_config
 
 if TYPE_CHECKING:
@@ -31,9 +31,6 @@ class SFTOptions:
 
     assistant_only_loss: bool | None = option(None, "None: on for chat data (loss on assistant turns only)")
     packing: bool = option(False, "pack several examples into each max_length row (fewer, longer rows)", trl="packing")
-    padding_free: bool | None = option(
-        None, "None: on when the model reads packed position ids (no compute on padding)"
-    )
     chat_template_path: str | None = option(
         None, "a tokenizer folder or Jinja file whose chat template to use", trl="chat_template_path"
     )
@@ -65,7 +62,7 @@ def build_trainer(cfg: "TrainingConfig"):
         assistant_only_loss = False
 
     model = load_model(cfg)
-    padding_free = cfg.sft.padding_free if cfg.sft.padding_free is not None else reads_packed_positions(model)
+    padding_free = cfg.padding_free if cfg.padding_free is not None else reads_packed_positions(model)
     args = trl_config(
         cfg,
         SFTConfig,
@@ -87,16 +84,6 @@ def build_trainer(cfg: "TrainingConfig"):
         # truncates every example while preparing the data; so switch its collator over once that is done
         trainer.padding_free = trainer.data_collator.padding_free = True
     return trainer
-
-
-def reads_packed_positions(model) -> bool:
-    """Whether the model keeps examples apart when a batch is one row of concatenated examples told apart
-    by their position ids: flash attention does, and so does every model that builds its attention mask
-    with transformers' masking utilities. Then padding-free batching is exact and spends nothing on padding."""
-    if "flash" in (model.config._attn_implementation or ""):
-        return True
-    module = sys.modules.get(type(model).__module__)
-    return module is not None and hasattr(module, "create_causal_mask")
 
 
 def can_mask_assistant_turns(tokenizer) -> bool:
