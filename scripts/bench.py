@@ -36,6 +36,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
 from collections.abc import Mapping
@@ -50,10 +51,30 @@ from llmrl.padding_free import is_padding_free, pack
 ROOT = Path(__file__).resolve().parent.parent
 EPOCH_METHODS = ("sft", "reward", "dpo")
 RL_METHODS = ("grpo", "rloo", "ppo")
-BENCHMARKS = (*EPOCH_METHODS, *RL_METHODS, "cli")
+BENCHMARKS = (*EPOCH_METHODS, *RL_METHODS, "ppo_trl", "cli")
 SIDES = ("plain TRL", "llmrl")
 EPOCH_TARGETS = {"sft": 2.0, "reward": 2.0, "dpo": 2.0}  # issues 11, 20: an epoch at least 2x plain TRL's
 PPO_TARGET = 1.6  # issue 11: PPO seconds per step at most 1.6x RLOO's
+TRL_PPO_DIR = ROOT / "scripts" / "trl_ppo"  # the other side of the PPO comparison, and its pinned packages
+TRL_PPO_VENV = ROOT / ".bench" / "trl-ppo-venv"
+# the settings both PPO implementations run with (llmrl key -> TRL 1.12 PPOConfig flag of bench_trl_ppo.py)
+PPO_MATCHED = {
+    "per_device_train_batch_size": ("--batch-size", 16),  # prompts per rollout, one completion each
+    "ppo.num_mini_batches": ("--num-mini-batches", 1),
+    "ppo.ppo_epochs": ("--ppo-epochs", 4),
+    "rl.max_completion_length": ("--response-length", 32),
+    "ppo.kl_coef": ("--kl-coef", 0.05),  # k1 estimator, per token, in the reward (both)
+    "ppo.gamma": ("--gamma", 1.0),
+    "ppo.lam": ("--lam", 0.95),
+    "rl.epsilon": ("--cliprange", 0.2),
+    "ppo.cliprange_value": ("--cliprange-value", 0.2),
+    "ppo.vf_coef": ("--vf-coef", 0.1),
+    "learning_rate": ("--learning-rate", 5e-5),  # policy and value model alike (TRL has one rate)
+    "lr_scheduler_type": ("--lr-scheduler-type", "constant"),
+    "rl.temperature": ("--temperature", 0.7),
+    "seed": ("--seed", 42),
+}
+PPO_STEPS = 20
 PIPELINE_TARGET = 180.0  # issue 11: ./run_all.sh --test under 3 minutes
 NOISY_CPU = 0.2  # cores used by other processes during a timed run above which its figures are flagged
 CLI_RUNS = 10  # fresh processes per CLI command and repeat
@@ -80,6 +101,10 @@ class Measure:
     checkpoint_s: float = 0.0  # of train_s: writing checkpoints
     other_cpu: float = 0.0  # cores that other processes kept busy while this one trained (noise if > 0)
     peak_mb: float = 0.0
+    scores: list[float] = field(default_factory=list)  # PPO: the mean reward of each rollout step
+    versions: str = ""  # the other side's packages, when they are not llmrl's
+    held_out: dict = field(default_factory=dict)  # PPO: the trained policy's held-out figures (llmrl.api.evaluate)
+    final_dir: str = ""  # PPO: where the trained policy was kept for them
     start_mb: float = 0.0
     args: dict = field(default_factory=dict)  # the TRL config the trainer ran with
     active: bool = False
@@ -282,8 +307,9 @@ class Work:
     llmrl_sets: list[str] = field(default_factory=list)  # --set KEY=VALUE for llmrl's side (default: none)
 
 
-def run_llmrl(method: str, work: Work) -> Measure:
-    """One run through llmrl.runner.run_training, with llmrl's defaults for everything not set here."""
+def run_llmrl(method: str, work: Work, sets: tuple[str, ...] = (), keep: Path | None = None) -> Measure:
+    """One run through llmrl.runner.run_training, with llmrl's defaults for everything not set here (or in
+    ``sets``, which win); ``keep``: a folder to move the trained model to."""
     from llmrl.config import load_config
     from llmrl.methods import METHODS
     from llmrl.runner import run_training
@@ -310,7 +336,7 @@ def run_llmrl(method: str, work: Work) -> Measure:
         flags["rl.max_completion_length"] = work.completion_length
         if method != "ppo":
             flags["rl.num_generations"] = work.num_generations
-    cfg = load_config(flags=flags, sets=work.llmrl_sets)
+    cfg = load_config(flags=flags, sets=[*work.llmrl_sets, *sets])
 
     measure = Measure()
     module = METHODS[method].module
@@ -326,6 +352,11 @@ def run_llmrl(method: str, work: Work) -> Measure:
     started = time.perf_counter()
     try:
         run_training(cfg)
+        records = [json.loads(line) for line in (output_dir / "metrics.jsonl").read_text().splitlines()]
+        measure.scores = [r["score"] for r in records if "score" in r]
+        if keep:
+            shutil.move(output_dir / "final", keep)
+            measure.final_dir = str(keep)
     finally:
         module.build_trainer = build_trainer
         shutil.rmtree(output_dir, ignore_errors=True)
@@ -419,6 +450,153 @@ def describe(method: str, m: Measure) -> str:
         f"{m.train_s:.1f} s, {m.rollouts} steps of {m.completions // max(m.rollouts, 1)} completions, "
         f"{m.s_per_step:.2f} s/step, {m.completions_per_s:.1f} completions/s, peak {m.peak_mb:.0f} MiB"
     )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# PPO against TRL's last PPOTrainer (TRL 1.12, in a virtualenv of its own)
+
+
+def setup_trl_ppo(venv: Path) -> str | None:
+    """Make ``venv`` with TRL 1.12 and the packages of its day (scripts/trl_ppo/requirements.txt), reusing
+    llmrl's torch through a .pth line that comes after the venv's own packages (which so win over llmrl's
+    transformers and TRL). None when it is ready, else why it could not be made."""
+    python = venv / "bin" / "python"
+    if not (venv / "complete").exists():
+        print(f"\n=== making {venv} (TRL 1.12 for the PPO comparison; once) ===", flush=True)
+        shutil.rmtree(venv, ignore_errors=True)
+        purelib = sysconfig.get_paths()["purelib"]  # llmrl's site-packages, holding torch
+        steps = [
+            [sys._base_executable, "-m", "venv", str(venv)],
+            [
+                str(python),
+                "-c",
+                f"import sysconfig, pathlib; pathlib.Path(sysconfig.get_paths()['purelib'], "
+                f"'zz_llmrl_torch.pth').write_text({purelib!r})",
+            ],
+            [str(python), "-m", "pip", "uninstall", "-y", "-q", "setuptools"],  # venv's own is older than torch wants
+            [
+                str(python),
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "--no-deps",
+                "--ignore-installed",
+                "-r",
+                str(TRL_PPO_DIR / "requirements.txt"),
+            ],
+        ]
+        for step in steps:
+            done = subprocess.run(step, capture_output=True, text=True)
+            if done.returncode:
+                lines = (done.stderr or done.stdout).strip().splitlines() or ["no output"]
+                return f"`{' '.join(step[:4])} ...` failed: {lines[-1]}"
+        (venv / "complete").write_text("")
+    check = "import trl, transformers; from trl.experimental.ppo import PPOTrainer; print(trl.__version__)"
+    done = subprocess.run([str(python), "-c", check], capture_output=True, text=True)
+    if done.returncode:
+        return f"TRL 1.12's PPOTrainer does not import: {(done.stderr.strip().splitlines() or ['?'])[-1]}"
+    return None
+
+
+def train_ppo_reward_model(work: Work) -> str:
+    """A reward model both PPO sides score with: llmrl's reward stage on builtin:preference from the same
+    base model (60 steps; its final/ loads with AutoModelForSequenceClassification, tokenizer included)."""
+    from llmrl.config import load_config
+    from llmrl.runner import run_training
+
+    output_dir = work.work_dir / "ppo-reward-model"
+    flags = {"method": "reward", "model": work.model, "dataset": "builtin:preference", "output_dir": str(output_dir)}
+    print("\n=== a reward model for the PPO comparison ===", flush=True)
+    return str(run_training(load_config(flags=flags, sets=["max_steps=60", "report_to=[none]"])))
+
+
+def run_trl_ppo(work: Work, venv: Path, reward_model: str, keep: Path) -> Measure:
+    """TRL 1.12's PPOTrainer on the matched settings, in a fresh process of the TRL virtualenv; the trained
+    policy is saved to ``keep``."""
+    from llmrl.data.sources import SAMPLES_DIR
+
+    out = work.work_dir / "trl-ppo.json"
+    command = [
+        *(str(venv / "bin" / "python"), str(TRL_PPO_DIR / "bench_trl_ppo.py"), "--save", str(keep)),
+        *("--policy", work.model_path, "--reward-model", reward_model, "--steps", str(PPO_STEPS)),
+        *("--prompts", str(SAMPLES_DIR / "prompts" / "train.jsonl"), "--out", str(out)),
+        *(str(arg) for flag, value in PPO_MATCHED.values() for arg in (flag, value)),
+    ]
+    environment = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONNOUSERSITE": "1"}
+    (machine_start, _), child_start, started = cpu_seconds(), child_cpu_seconds(), time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, env=environment)
+    wall = time.perf_counter() - started
+    if done.returncode:
+        raise RuntimeError(f"TRL's PPO failed:\n{done.stderr[-3000:]}")
+    (machine_end, _), child_end = cpu_seconds(), child_cpu_seconds()
+    result = json.loads(out.read_text())
+    return Measure(
+        setup_s=result["script_s"] - result["train_s"],
+        train_s=result["train_s"],
+        rollouts=result["steps_run"],
+        optimizer_steps=result["optimizer_steps"],
+        completions=result["steps_run"] * PPO_MATCHED["per_device_train_batch_size"][1],
+        other_cpu=max(0.0, (machine_end - machine_start) - (child_end - child_start)) / wall,
+        peak_mb=result["peak_rss_mib"]["peak_in_training"],
+        start_mb=result["peak_rss_mib"]["before_train"],
+        scores=result["scores"],
+        versions=f"trl {result['trl_version']}, transformers {result['transformers_version']}",
+        final_dir=str(keep),
+    )
+
+
+def child_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def bench_ppo_trl(work: Work, repeats: int) -> dict:
+    """llmrl's PPO and TRL 1.12's PPOTrainer on the same model, prompts, reward model and settings, alternating
+    which goes first; or the reason TRL's side cannot run here."""
+    reason = setup_trl_ppo(TRL_PPO_VENV)
+    reward_model = train_ppo_reward_model(work)
+    if reason:
+        return {"reason": reason}
+    sets = [f"rewards=[reward_model:{reward_model}]", f"max_steps={PPO_STEPS}", "logging_steps=1", "max_grad_norm=0"]
+    sets += [f"{key}={value}" for key, (_, value) in PPO_MATCHED.items()]
+    runs: dict[str, list[Measure]] = {"TRL 1.12 PPOTrainer": [], "llmrl": []}
+    for repeat in range(repeats):
+        for side in runs if repeat % 2 == 0 else list(runs)[::-1]:
+            print(f"\n=== ppo (matched): {side} ===", flush=True)
+            release_memory()
+            keep = work.work_dir / f"ppo-{'llmrl' if side == 'llmrl' else 'trl'}-{repeat}"
+            if side == "llmrl":
+                measure = run_llmrl("ppo", work, tuple(sets), keep=keep)
+            else:
+                measure = run_trl_ppo(work, TRL_PPO_VENV, reward_model, keep)
+            measure.held_out = held_out(measure.final_dir, work, reward_model)
+            print(f"=== ppo (matched): {side}: {describe('ppo', measure)}; held out {measure.held_out}", flush=True)
+            runs[side].append(measure)
+    return {"runs": runs, "base": held_out(work.model, work, reward_model, against_itself=True)}
+
+
+def held_out(model: str, work: Work, reward_model: str, against_itself: bool = False) -> dict:
+    """A trained policy's greedy answers to 200 held-out builtin:prompts, scored by the reward model both PPO
+    sides trained with and by accuracy (llmrl.api.evaluate, against the base model): the same measure for
+    both sides, whatever score each logged while training."""
+    from llmrl.api import evaluate
+
+    figures = {}
+    for judge in (f"reward_model:{reward_model}", "accuracy"):
+        results = evaluate(
+            model,
+            judge,
+            reference=work.model,
+            dataset="builtin:prompts",
+            split="test",
+            output_dir=Path(tempfile.mkdtemp(dir=work.work_dir)),
+            num_prompts=200,
+            max_new_tokens=PPO_MATCHED["rl.max_completion_length"][1],
+            batch_size=100,
+        )
+        figures[judge.split(":")[0]] = results["reference_reward" if against_itself else "model_reward"]["mean"]
+    return figures
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -600,7 +778,9 @@ def arg_differences(llmrl_args: dict, trl_args: dict) -> str:
     return ", ".join(f"`{k}` {shown(llmrl_args[k])} (TRL {shown(trl_args[k])})" for k in different) or "none"
 
 
-def report(results: dict, cli_rows, pipeline, args, data_note: str, started: float, memory_label: str) -> list[str]:
+def report(
+    results: dict, ppo_trl: dict | None, cli_rows, pipeline, args, data_note: str, started: float, memory_label: str
+) -> list[str]:
     lines = [
         "## llmrl against plain TRL",
         "",
@@ -725,6 +905,8 @@ def report(results: dict, cli_rows, pipeline, args, data_note: str, started: flo
     if differences:
         lines += ["", "TRL config fields where llmrl's run differs from plain TRL's (llmrl's value, then TRL's):", ""]
         lines += differences
+    if ppo_trl:
+        lines += ppo_trl_report(ppo_trl, args, memory_label)
     if cli_rows:
         lines += [
             "",
@@ -753,6 +935,64 @@ def report(results: dict, cli_rows, pipeline, args, data_note: str, started: flo
 
 
 # ---------------------------------------------------------------------------------------------------------
+
+
+def ppo_trl_report(ppo_trl: dict, args, memory_label: str) -> list[str]:
+    """The section comparing llmrl's PPO with TRL 1.12's PPOTrainer, or saying why it could not run."""
+    lines = ["", "### PPO: llmrl against TRL 1.12's PPOTrainer", ""]
+    if "reason" in ppo_trl:
+        return [*lines, f"Not measured: {ppo_trl['reason']}."]
+    runs = ppo_trl["runs"]
+    trl_side, ours = runs["TRL 1.12 PPOTrainer"], runs["llmrl"]
+    matched = ", ".join(f"`{key}` {value}" for key, (_, value) in PPO_MATCHED.items())
+    lines += [
+        f"`{args.model}` (policy and reference) on `builtin:prompts`, scored by one reward model (llmrl's reward "
+        f"stage, 60 steps on `builtin:preference` from the same model) that also starts both value models, "
+        f"{PPO_STEPS} rollout steps. Both sides: {matched}; no gradient clipping (TRL's PPO loop never clips); "
+        f"answers cut after the first end token and scored there (TRL: `stop_token='eos'`). TRL's side runs in "
+        f"its own virtualenv ({trl_side[0].versions}; torch shared), made by this script from "
+        "`scripts/trl_ppo/requirements.txt`, in a fresh process; llmrl's in this one. Time per step: `train()` "
+        "divided by the steps (llmrl's includes writing its last checkpoint and final/). Score: the reward "
+        "model's mean score of a rollout's sampled answers as each side logs it (TRL: `objective/scores`), in the "
+        "median run. Held out: each trained policy's greedy answers to 200 `builtin:prompts` test prompts, scored "
+        "by the same reward model through llmrl's eval (one scorer for both sides), and their accuracy.",
+        "",
+        f"| side | s/step | optimizer steps | {memory_label} (MiB) | training score, steps 1-5 | last 5 steps "
+        "| every 4 steps | held-out reward | held-out accuracy |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        f"| base model (before PPO) | | | | | | | {ppo_trl['base']['reward_model']:.3f} "
+        f"| {ppo_trl['base']['accuracy']:.3f} |",
+    ]
+    for side, measures in runs.items():
+        scores = [statistics.mean(m.scores[:5]) for m in measures], [statistics.mean(m.scores[-5:]) for m in measures]
+        curve = min(measures, key=lambda m: abs(statistics.mean(m.scores[-5:]) - median(scores[1]))).scores
+        lines.append(
+            f"| {side} | {median(m.s_per_step for m in measures):.2f} "
+            f"| {median(m.optimizer_steps for m in measures):.0f} "
+            f"| {median(m.peak_mb for m in measures):.0f} (+{median(m.peak_mb - m.start_mb for m in measures):.0f}) "
+            f"| {median(scores[0]):.3f} | {median(scores[1]):.3f} "
+            f"| {', '.join(f'{v:.2f}' for v in curve[::4])} "
+            f"| {median(m.held_out['reward_model'] for m in measures):.3f} "
+            f"| {median(m.held_out['accuracy'] for m in measures):.3f} |"
+        )
+    speed = ratios(trl_side, ours, lambda m: m.s_per_step)
+
+    def per_run(measures):
+        return ", ".join(f"{m.held_out['reward_model']:.3f}" for m in measures)
+
+    ours_reward = median(m.held_out["reward_model"] for m in ours)
+    trl_reward = median(m.held_out["reward_model"] for m in trl_side)
+    lines += [
+        "",
+        "| comparison | figure | per repeat | target |",
+        "| --- | --- | --- | --- |",
+        f"| s/step, TRL / llmrl | {median(speed):.2f}x{noisy(ours, trl_side)} | {', '.join(f'{r:.2f}' for r in speed)} "
+        f"| >= 1x: {'yes' if median(speed) >= 1 else 'NO'} |",
+        f"| held-out reward, llmrl against TRL | {ours_reward:.3f} against {trl_reward:.3f} "
+        f"| {per_run(ours)} against {per_run(trl_side)} "
+        f"| at least TRL's: {'yes' if ours_reward >= trl_reward else 'NO'} |",
+    ]
+    return lines
 
 
 def cli_target(command: str, seconds: float) -> str:
@@ -800,9 +1040,9 @@ def main() -> None:
     work_dir = Path(tempfile.mkdtemp(prefix="llmrl-bench-"))
     user_environment = dict(os.environ)  # for ./run_all.sh, which should run as the user runs it
     os.environ["HF_DATASETS_CACHE"] = str(work_dir / "datasets-cache")  # before datasets is imported
-    training = [m for m in (*EPOCH_METHODS, *RL_METHODS) if m in args.only]
+    training = [m for m in (*EPOCH_METHODS, *RL_METHODS, "ppo_trl") if m in args.only]
     results: dict[str, dict[str, list[Measure]]] = {}
-    data_note, memory_label = "", "peak RSS"
+    data_note, memory_label, ppo_trl = "", "peak RSS", None
     try:
         if training:
             import torch
@@ -828,7 +1068,7 @@ def main() -> None:
                 llmrl_sets=args.set,
             )
             warm_up(model_path)
-            plan = [(method, SIDES) for method in training if method != "ppo"]
+            plan = [(method, SIDES) for method in training if method not in ("ppo", "ppo_trl")]
             if "ppo" in training:  # PPO is compared with llmrl's RLOO
                 plan += [] if "rloo" in training else [("rloo", ("llmrl",))]
                 plan.append(("ppo", ("llmrl",)))
@@ -837,11 +1077,12 @@ def main() -> None:
                     order = sides if repeat % 2 == 0 else sides[::-1]
                     for side in order:
                         results.setdefault(method, {s: [] for s in sides})[side].append(run_side(side, method, work))
+            ppo_trl = bench_ppo_trl(work, args.repeats) if "ppo_trl" in args.only else None
         cli_rows = bench_cli(args.repeats) if "cli" in args.only else []
         pipeline = bench_pipeline(user_environment) if args.pipeline else None
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
-    lines = report(results, cli_rows, pipeline, args, data_note, started, memory_label)
+    lines = report(results, ppo_trl, cli_rows, pipeline, args, data_note, started, memory_label)
     print("\n" + "\n".join(lines))
     if not args.no_write:
         write_section("bench", lines)
