@@ -1,6 +1,6 @@
-"""Padding-free preference batches (llmrl.padding_free): the same loss, metrics and gradients as the padded
-batch TRL builds, on the built-in pretrained model, for reward modeling, DPO and KTO; and off, with a log
-line, for a model whose attention cannot keep packed sequences apart."""
+"""Padding-free batches (llmrl.padding_free): the same loss, metrics and gradients as the padded batch TRL
+builds, on the built-in pretrained model, for SFT, reward modeling, DPO and KTO; and off, with a log line, for
+a model whose attention cannot keep packed sequences apart."""
 
 import importlib
 import json
@@ -14,6 +14,7 @@ from llmrl.padding_free import first_fit_decreasing, is_padding_free, pack
 
 SETS = ["model=builtin:small", "dataset=pairs.jsonl", "output_dir=out", "group_by_length=false"]
 METRICS = {  # what each trainer logs from the forward pass, beside the loss
+    "sft": ("entropy", "mean_token_accuracy", "num_tokens"),
     "reward": ("accuracy", "margin", "mean_reward", "min_reward", "max_reward", "num_tokens"),
     "dpo": ("rewards/chosen", "rewards/rejected", "rewards/margins", "logps/chosen", "logits/chosen", "entropy"),
     "kto": ("rewards/chosen", "rewards/rejected", "logps/chosen", "logits/chosen", "kl", "entropy"),
@@ -36,6 +37,8 @@ def variable_length_pairs(tmp_path):
             }
         )
     (tmp_path / "pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    chats = [{"messages": row["prompt"] + row["chosen"]} for row in rows]
+    (tmp_path / "chats.jsonl").write_text("".join(json.dumps(r) + "\n" for r in chats))
 
 
 def step(trainer, batch) -> tuple[torch.Tensor, dict, dict]:
@@ -52,11 +55,13 @@ def step(trainer, batch) -> tuple[torch.Tensor, dict, dict]:
 
 
 @pytest.mark.parametrize(
-    "method,lora", [("reward", False), ("dpo", False), ("kto", False), ("reward", True), ("dpo", True)]
+    "method,lora", [("sft", False), ("reward", False), ("dpo", False), ("kto", False), ("reward", True), ("dpo", True)]
 )
 def test_padding_free_batches_are_the_padded_batches(method, lora):
     module = importlib.import_module(f"llmrl.methods.{method}")
     sets = [*SETS, f"method={method}", f"lora.enabled={lora}"]
+    if method == "sft":
+        sets.append("dataset=chats.jsonl")
     padded = module.build_trainer(load_config(sets=[*sets, "padding_free=false"]))
     packed = module.build_trainer(load_config(sets=sets))  # the default: on
     assert is_padding_free(packed.model) and not is_padding_free(padded.model)

@@ -136,6 +136,16 @@ def test_first_minibatch_of_the_first_epoch_has_ratio_one(tmp_path):
     rows = next(iter(trainer.loader))
     rollout = trainer.rollout(rows)
     assert rollout.response_mask.sum(1).min() >= 1
+    # the LM head runs on the response positions only, and gives what the whole sequence's logits give
+    sequences = (rollout.query_ids, rollout.query_mask, rollout.response_ids, rollout.response_mask)
+    assert trainer.keeps_logits
+    with torch.no_grad():
+        kept = trainer.response_logprobs(trainer.policy, *sequences)
+        trainer.keeps_logits = False
+        whole = trainer.response_logprobs(trainer.policy, *sequences)
+        trainer.keeps_logits = True
+    assert torch.allclose(kept, whole, atol=1e-6)
+    assert torch.allclose(kept * rollout.response_mask, rollout.logprobs, atol=1e-6)
     history = trainer.update(rollout)
     assert len(history) == 4  # 2 epochs x 2 minibatches
     assert history[0]["ratio"] == pytest.approx(1.0, abs=1e-6)

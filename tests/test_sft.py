@@ -52,33 +52,6 @@ def test_chat_data_is_supervised_on_assistant_turns_only(tmp_path, chat_jsonl):
     assert (batch["labels"][pad_positions] == -100).all()
 
 
-def test_padding_free_batches_give_the_padded_loss_without_padding(tmp_path):
-    """The default batches are one row of concatenated examples: no padding is computed, and the loss is the
-    padded batch's loss (each example attends only to itself)."""
-    rows = [
-        {"messages": [{"role": "user", "content": "Hi" + "!" * n}, {"role": "assistant", "content": "Yes." * n}]}
-        for n in (1, 7, 3)
-    ]
-    data = tmp_path / "varied.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    sets = [f"dataset={data}", "model=builtin:tiny", f"output_dir={tmp_path / 'out'}"]
-    padded = build_trainer(load_config(sets=[*sets, "padding_free=false"]))
-    packed = build_trainer(load_config(sets=sets))
-    assert packed.padding_free and not padded.padding_free
-    examples = [padded.train_dataset[i] for i in range(3)]
-    padded_batch, packed_batch = padded.data_collator(examples), packed.data_collator(examples)
-    real_tokens = int(padded_batch["attention_mask"].sum())
-    assert real_tokens < padded_batch["attention_mask"].numel()  # the padded batch does pad
-    assert packed_batch["input_ids"].shape == (1, real_tokens) and "attention_mask" not in packed_batch
-    keys = ("input_ids", "attention_mask", "position_ids", "labels")
-    with torch.no_grad():
-        losses = [
-            trainer.model(**{k: v for k, v in batch.items() if k in keys}).loss
-            for trainer, batch in ((padded, padded_batch), (packed, packed_batch))
-        ]
-    assert torch.allclose(losses[0], losses[1], atol=1e-5), losses
-
-
 def test_system_and_multi_turn_prompts_are_masked(tmp_path):
     rows = [
         {

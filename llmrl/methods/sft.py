@@ -16,7 +16,7 @@ from llmrl.data import prepare_train_eval
 from llmrl.errors import LlmrlError
 from llmrl.loading import load_model, load_tokenizer, peft_config
 from llmrl.options import option
-from llmrl.padding_free import reads_packed_positions
+from llmrl.padding_free import make_padding_free
 from llmrl.trl_args import trl_config
 
 if TYPE_CHECKING:
@@ -61,8 +61,6 @@ def build_trainer(cfg: "TrainingConfig"):
         )
         assistant_only_loss = False
 
-    model = load_model(cfg)
-    padding_free = cfg.padding_free if cfg.padding_free is not None else reads_packed_positions(model)
     args = trl_config(
         cfg,
         SFTConfig,
@@ -72,17 +70,17 @@ def build_trainer(cfg: "TrainingConfig"):
         dataset_num_proc=1,
     )
     trainer = SFTTrainer(
-        model=model,
+        model=load_model(cfg),
         args=args,
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,
         processing_class=tokenizer,
         peft_config=peft_config(cfg),
     )
-    if padding_free and not cfg.sft.packing:  # (packing turns it on in TRL already)
-        # TRL refuses padding_free=True without packing in case the data is not truncated to max_length, but it
-        # truncates every example while preparing the data; so switch its collator over once that is done
-        trainer.padding_free = trainer.data_collator.padding_free = True
+    if not cfg.sft.packing:  # (packed rows of max_length have no padding to remove)
+        # rather than TRL's padding-free collator, which lays a whole batch end to end in one row: on SDPA that
+        # row's attention costs its length squared, more than the padding it saves (llmrl.padding_free)
+        make_padding_free(trainer, cfg.padding_free, cfg.model)
     return trainer
 
 
