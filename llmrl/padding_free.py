@@ -1,7 +1,7 @@
-"""Padding-free forward passes for the trainers that pad their batches: TRL's reward, DPO and KTO trainers.
+"""Padding-free forward passes for the trainers that pad their batches: TRL's SFT, reward, DPO and KTO trainers.
 
-TRL pads every sequence of a preference batch (the chosen and the rejected answer of each pair) to the
-batch's longest, and on variable-length data more than half of what the model computes is padding. Here the
+TRL pads every sequence of a batch (for preference data: the chosen and the rejected answer of each pair) to
+the batch's longest, and on variable-length data more than half of what the model computes is padding. Here the
 model's forward is wrapped instead of the trainer: it takes the padded batch the trainer built, moves the
 real tokens into as few rows as fit them (first-fit decreasing, each row no longer than the batch's longest
 sequence), with position ids that restart at 0 for every sequence, runs the model on those rows and puts each
