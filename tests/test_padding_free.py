@@ -55,7 +55,7 @@ def step(trainer, batch) -> tuple[torch.Tensor, dict, dict]:
 
 
 @pytest.mark.parametrize(
-    "method,lora", [("sft", False), ("reward", False), ("dpo", False), ("kto", False), ("reward", True), ("dpo", True)]
+    "method,lora", [("sft", False), ("dpo", False), ("kto", False), ("reward", True), ("dpo", True)]
 )
 def test_padding_free_batches_are_the_padded_batches(method, lora):
     module = importlib.import_module(f"llmrl.methods.{method}")
