@@ -125,7 +125,7 @@ def pack(attention_mask: torch.Tensor) -> Packing | None:
         return None
     sizes = lengths.tolist()
     capacity = max(sizes)
-    rows = first_fit_decreasing(sizes, capacity)
+    rows = pack_sequences(sizes)
     if len(rows) == batch or capacity == 0:
         return None
     row_of, column_of, used = [0] * batch, [0] * batch, []
@@ -152,6 +152,12 @@ def pack(attention_mask: torch.Tensor) -> Packing | None:
         padded_shape=(batch, width),
         packed_shape=(len(rows), capacity),
     )
+
+
+def pack_sequences(sizes: list[int]) -> list[list[int]]:
+    """The sequences (indices of ``sizes``, their token counts) that each packed row holds: rows no longer than
+    the longest sequence, since on SDPA a longer row's attention would cost more than its padding saved."""
+    return first_fit_decreasing(sizes, max(sizes))
 
 
 def first_fit_decreasing(sizes: list[int], capacity: int) -> list[list[int]]:

@@ -20,7 +20,7 @@ from llmrl.builtin import resolve_model
 from llmrl.errors import LlmrlError
 from llmrl.hardware import detect_hardware
 from llmrl.options import did_you_mean, trl_values
-from llmrl.padding_free import first_fit_decreasing
+from llmrl.padding_free import pack_sequences
 from llmrl.rewards import MissingEosPenalty, build_reward_functions
 
 if TYPE_CHECKING:
@@ -217,10 +217,10 @@ def group_pairs_by_length(trainer, pairs: list[tuple[int, int]], setting: bool |
 
 def computed_positions(pairs: list[tuple[int, int]], order: list[int], batch: int, packed: bool) -> int:
     """The positions a model computes on over one epoch of ``pairs`` drawn in ``order``, ``batch`` pairs at a
-    time: padded to the batch's longest sequence, or packed into rows that long (llmrl.padding_free.pack)."""
+    time: padded to the batch's longest sequence, or packed into rows that long (llmrl.padding_free.pack_sequences)."""
     total = 0
     for start in range(0, len(order), batch):
         sizes = [length for index in order[start : start + batch] for length in pairs[index]]
-        rows = len(first_fit_decreasing(sizes, max(sizes))) if packed else len(sizes)
+        rows = len(pack_sequences(sizes)) if packed else len(sizes)
         total += rows * max(sizes)
     return total

@@ -555,9 +555,9 @@ def bench_ppo_trl(work: Work, repeats: int) -> dict:
     """llmrl's PPO and TRL 1.12's PPOTrainer on the same model, prompts, reward model and settings, alternating
     which goes first; or the reason TRL's side cannot run here."""
     reason = setup_trl_ppo(TRL_PPO_VENV)
-    reward_model = train_ppo_reward_model(work)
     if reason:
         return {"reason": reason}
+    reward_model = train_ppo_reward_model(work)
     sets = [f"rewards=[reward_model:{reward_model}]", f"max_steps={PPO_STEPS}", "logging_steps=1", "max_grad_norm=0"]
     sets += [f"{key}={value}" for key, (_, value) in PPO_MATCHED.items()]
     runs: dict[str, list[Measure]] = {"TRL 1.12 PPOTrainer": [], "llmrl": []}
@@ -573,13 +573,13 @@ def bench_ppo_trl(work: Work, repeats: int) -> dict:
             measure.held_out = held_out(measure.final_dir, work, reward_model)
             print(f"=== ppo (matched): {side}: {describe('ppo', measure)}; held out {measure.held_out}", flush=True)
             runs[side].append(measure)
-    return {"runs": runs, "base": held_out(work.model, work, reward_model, against_itself=True)}
+    return {"runs": runs}
 
 
-def held_out(model: str, work: Work, reward_model: str, against_itself: bool = False) -> dict:
+def held_out(model: str, work: Work, reward_model: str) -> dict:
     """A trained policy's greedy answers to 200 held-out builtin:prompts, scored by the reward model both PPO
     sides trained with and by accuracy (llmrl.api.evaluate, against the base model): the same measure for
-    both sides, whatever score each logged while training."""
+    both sides, whatever score each logged while training. {judge: {"model": mean, "base": mean}}."""
     from llmrl.api import evaluate
 
     figures = {}
@@ -595,7 +595,10 @@ def held_out(model: str, work: Work, reward_model: str, against_itself: bool = F
             max_new_tokens=PPO_MATCHED["rl.max_completion_length"][1],
             batch_size=100,
         )
-        figures[judge.split(":")[0]] = results["reference_reward" if against_itself else "model_reward"]["mean"]
+        figures[judge.split(":")[0]] = {
+            "model": results["model_reward"]["mean"],
+            "base": results["reference_reward"]["mean"],
+        }
     return figures
 
 
@@ -944,6 +947,7 @@ def ppo_trl_report(ppo_trl: dict, args, memory_label: str) -> list[str]:
         return [*lines, f"Not measured: {ppo_trl['reason']}."]
     runs = ppo_trl["runs"]
     trl_side, ours = runs["TRL 1.12 PPOTrainer"], runs["llmrl"]
+    base = ours[0].held_out  # greedy: every comparison's base model answers the same
     matched = ", ".join(f"`{key}` {value}" for key, (_, value) in PPO_MATCHED.items())
     lines += [
         f"`{args.model}` (policy and reference) on `builtin:prompts`, scored by one reward model (llmrl's reward "
@@ -960,8 +964,8 @@ def ppo_trl_report(ppo_trl: dict, args, memory_label: str) -> list[str]:
         f"| side | s/step | optimizer steps | {memory_label} (MiB) | training score, steps 1-5 | last 5 steps "
         "| every 4 steps | held-out reward | held-out accuracy |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
-        f"| base model (before PPO) | | | | | | | {ppo_trl['base']['reward_model']:.3f} "
-        f"| {ppo_trl['base']['accuracy']:.3f} |",
+        f"| base model (before PPO) | | | | | | | {base['reward_model']['base']:.3f} "
+        f"| {base['accuracy']['base']:.3f} |",
     ]
     for side, measures in runs.items():
         scores = [statistics.mean(m.scores[:5]) for m in measures], [statistics.mean(m.scores[-5:]) for m in measures]
@@ -972,16 +976,16 @@ def ppo_trl_report(ppo_trl: dict, args, memory_label: str) -> list[str]:
             f"| {median(m.peak_mb for m in measures):.0f} (+{median(m.peak_mb - m.start_mb for m in measures):.0f}) "
             f"| {median(scores[0]):.3f} | {median(scores[1]):.3f} "
             f"| {', '.join(f'{v:.2f}' for v in curve[::4])} "
-            f"| {median(m.held_out['reward_model'] for m in measures):.3f} "
-            f"| {median(m.held_out['accuracy'] for m in measures):.3f} |"
+            f"| {median(m.held_out['reward_model']['model'] for m in measures):.3f} "
+            f"| {median(m.held_out['accuracy']['model'] for m in measures):.3f} |"
         )
     speed = ratios(trl_side, ours, lambda m: m.s_per_step)
 
     def per_run(measures):
-        return ", ".join(f"{m.held_out['reward_model']:.3f}" for m in measures)
+        return ", ".join(f"{m.held_out['reward_model']['model']:.3f}" for m in measures)
 
-    ours_reward = median(m.held_out["reward_model"] for m in ours)
-    trl_reward = median(m.held_out["reward_model"] for m in trl_side)
+    ours_reward = median(m.held_out["reward_model"]["model"] for m in ours)
+    trl_reward = median(m.held_out["reward_model"]["model"] for m in trl_side)
     lines += [
         "",
         "| comparison | figure | per repeat | target |",
