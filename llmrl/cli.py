@@ -415,9 +415,10 @@ def data_inspect(
         out.print(f"[bold]schema[/]      {escape(report.schema)}  (columns: {escape(', '.join(report.columns))})")
         mapping = ", ".join(f"{k} <- {v}" for k, v in report.mapping.items()) or "none"
         out.print(f"[bold]mapping[/]     {escape(mapping)}")
-        out.print(
-            f"[bold]tokenizer[/]   {escape(cfg.model)} ({'chat template' if report.chat else 'Question/Answer text'})"
-        )
+        out.print(f"[bold]tokenizer[/]   {escape(cfg.model)}")
+        out.print(f"[bold]template[/]    {escape(report.template.summary().removeprefix('chat template: '))}")
+        for problem in report.template.errors + report.template.warnings:
+            out.print(f"  [bold red]problem:[/] {escape(problem)}")
         out.print("[bold]rows[/]        " + " -> ".join(f"{escape(step)}: {rows}" for step, rows in report.counts))
         for reason, rows in report.dropped.items():
             out.print(f"  dropped {rows}: {escape(reason)}")

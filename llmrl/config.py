@@ -224,6 +224,9 @@ class SharedConfig:
     attn_implementation: str | None = option(
         None, "sdpa, eager, flash_attention_2 (None: flash-attn on CUDA if installed)"
     )
+    chat_template_kwargs: dict[str, Any] = option(
+        {}, "the chat template's variables, e.g. {enable_thinking: false} for Qwen3 (saved as the template's defaults)"
+    )
     padding_free: bool | None = option(
         None, "SFT, reward, DPO, KTO: no compute on padding (None: on when the model reads packed position ids)"
     )

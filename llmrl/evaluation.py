@@ -151,20 +151,22 @@ def generate(model_name: str, prompts: list, settings: EvalSettings, cfg: Traini
     """(responses, their token ids up to the end token) for each prompt from the model named ``model_name``,
     batched, with the model's own chat template; decoding is seeded."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
+    from transformers import AutoModelForCausalLM, set_seed
 
     path = resolve_model(model_name)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    dtype = torch.bfloat16 if device == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
+    dtype = (
+        torch.bfloat16
+        if device == "cuda" and torch.cuda.is_bf16_supported(including_emulation=False)
+        else torch.float32
+    )
     trusted = cfg.trusts_code_of(model_name)
+    tokenizer = load_tokenizer(cfg, model_name, strict=False)  # rendered as training renders (llmrl.chat_template)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path, padding_side="left", trust_remote_code=trusted)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, trust_remote_code=trusted)
     except (OSError, ValueError) as e:
         raise loading_failed(f"could not load model '{model_name}' for evaluation", e, model_name) from e
     model.to(device).eval()
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
     set_seed(cfg.seed)
     responses, token_ids = generation.generate(
         model, tokenizer, prompts, settings.max_new_tokens, settings.batch_size, settings.temperature, settings.top_p

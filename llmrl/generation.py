@@ -1,36 +1,33 @@
 """Answering prompts with a model in memory, and scoring the answers: what ``llmrl eval`` and the held-out task
 metrics of online RL (``eval_<reward>`` every ``eval_steps``) share.
 
-Prompts are written as training writes them (the chat template with its generation prompt, else the
-'Question: ... Answer:' fallback), left-padded and decoded in batches of prompts of similar length; each
-answer is cut after its first end token, so that ``completion_ids`` are the tokens the model produced, as
-online RL passes them to rewards.
+Prompts are tokenized as training tokenizes them (conversations through the chat template with its
+generation prompt, which writes any BOS token itself; plain text with the tokenizer's special tokens),
+left-padded and decoded in batches of prompts of similar length; each answer is cut after its first end token
+(``llmrl.chat_template.end_token_ids``: the eos tokens and the template's end of turn), so that
+``completion_ids`` are the tokens the model produced, as online RL passes them to rewards.
 """
 
 import logging
 import math
 
-from llmrl.data.schemas import plain_prompt
+from llmrl.chat_template import end_token_ids
 
 logger = logging.getLogger("llmrl")
 
 
-def prompt_texts(tokenizer, prompts: list) -> list[str]:
-    """Each prompt as the model reads it: conversations through the chat template (generation prompt added)."""
-    texts = []
+def encode_prompts(tokenizer, prompts: list) -> list[list[int]]:
+    """Each prompt's token ids as the model reads them: a conversation through the chat template (generation
+    prompt added; the template writes the BOS token where the model wants one), plain text with the
+    tokenizer's special tokens (its BOS)."""
+    encoded = []
     for prompt in prompts:
-        if isinstance(prompt, list) and tokenizer.chat_template:
-            texts.append(tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True))
+        if isinstance(prompt, list):
+            text = tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+            encoded.append(tokenizer(text, add_special_tokens=False)["input_ids"])
         else:
-            texts.append(prompt if isinstance(prompt, str) else plain_prompt(prompt))
-    return texts
-
-
-def end_token_ids(model, tokenizer) -> list[int]:
-    """The tokens that end an answer: the tokenizer's end token and those of the model's generation config."""
-    ends = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
-    ends = [] if ends is None else [ends] if isinstance(ends, int) else list(ends)
-    return list(dict.fromkeys([tokenizer.eos_token_id, *ends]))
+            encoded.append(tokenizer(prompt)["input_ids"])
+    return encoded
 
 
 def generate(
@@ -40,17 +37,16 @@ def generate(
     ``temperature`` > 0 (then seeded by the caller's ``set_seed``)."""
     import torch
 
-    texts = prompt_texts(tokenizer, prompts)
-    encoded = tokenizer(texts, add_special_tokens=False)["input_ids"]
-    order = sorted(range(len(texts)), key=lambda i: len(encoded[i]))  # batches of similar length: little padding
-    ends = end_token_ids(model, tokenizer)
+    encoded = encode_prompts(tokenizer, prompts)
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))  # batches of similar length: little padding
+    ends = end_token_ids(tokenizer, getattr(model, "generation_config", None))
     device = next(model.parameters()).device
     sampling = dict(do_sample=True, temperature=temperature, top_p=top_p, top_k=0) if temperature > 0 else {}
     was_training = model.training
     model.eval()
-    answers, token_ids = [""] * len(texts), [[]] * len(texts)
+    answers, token_ids = [""] * len(encoded), [[]] * len(encoded)
     try:
-        for start in range(0, len(texts), batch_size):
+        for start in range(0, len(encoded), batch_size):
             rows = order[start : start + batch_size]
             batch = tokenizer.pad(
                 {"input_ids": [encoded[i] for i in rows]}, return_tensors="pt", padding_side="left"
@@ -133,9 +129,9 @@ def task_eval(cfg, eval_dataset, tokenizer, reward_funcs) -> TaskEval | None:
 
 
 class TaskEvalMixin:
-    """Online RL's evaluation for TRL's GRPO and RLOO trainers: greedy answers to the eval split, scored by the
-    run's reward functions (``eval_<reward>``; ``TaskEval``), in place of TRL's sampled evaluation. Runs at
-    the start, every ``eval_steps`` and at the end, as transformers schedules ``evaluate``."""
+    """Online RL's evaluation for TRL's GRPO, RLOO and online DPO trainers: greedy answers to the eval split,
+    scored by the run's reward functions (``eval_<reward>``; ``TaskEval``), in place of TRL's sampled
+    evaluation. Runs at the start, every ``eval_steps`` and at the end, as transformers schedules ``evaluate``."""
 
     task_eval = None  # a TaskEval, set by the method's build_trainer
     _last_eval: tuple[int, dict] | None = None
@@ -161,6 +157,6 @@ class TaskEvalMixin:
 
 
 def with_task_eval(trainer_class: type) -> type:
-    """``trainer_class`` (TRL's GRPOTrainer or RLOOTrainer) with ``TaskEvalMixin``'s evaluation. Made when a
+    """``trainer_class`` (TRL's GRPO, RLOO or online DPO trainer) with ``TaskEvalMixin``'s evaluation. Made when a
     run builds its trainer, so that importing llmrl never imports TRL."""
     return type(trainer_class.__name__, (TaskEvalMixin, trainer_class), {"__doc__": TaskEvalMixin.__doc__})

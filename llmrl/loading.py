@@ -1,43 +1,92 @@
-"""Loading what a run trains: the tokenizer, the model in the run's dtype (quantized for QLoRA), and peft's
-LoRA config. Light to import: transformers and peft are imported when something is loaded."""
+"""Loading what a run trains: the tokenizer (its chat template prepared and checked), the model (trained
+weights in fp32, frozen ones in the compute dtype, quantized for QLoRA), and peft's LoRA config. Light to
+import: transformers and peft are imported when something is loaded."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from llmrl.builtin import missing_tokenizer, resolve_model
+from llmrl.chat_template import end_token_ids, preflight
 from llmrl.errors import LlmrlError, loading_failed
+from llmrl.files import read_text
 from llmrl.hardware import detect_hardware
 
 if TYPE_CHECKING:
     from llmrl.config import TrainingConfig
 
 
-def load_tokenizer(cfg: TrainingConfig):
-    """The model's tokenizer, with a pad token (the EOS token when the model has none)."""
+def load_tokenizer(cfg: TrainingConfig, model: str | None = None, strict: bool = True, **kwargs):
+    """The tokenizer of ``model`` (default: the run's), prepared and checked by the chat-template preflight
+    (``llmrl.chat_template.preflight``): a pad token, a template (llmrl's plain one for a model without),
+    ``chat_template_kwargs`` as its defaults. A failed check is an error when ``strict`` and the run trains on
+    the template's turns (every method but reward modeling), else a warning."""
     from transformers import AutoTokenizer
 
-    path = resolve_model(cfg.model)
+    name = model or cfg.model
+    path = resolve_model(name)
     if missing := missing_tokenizer(path):
-        raise LlmrlError(f"could not load the tokenizer of model '{cfg.model}': {missing}")
+        raise LlmrlError(f"could not load the tokenizer of model '{name}': {missing}")
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=cfg.trusts_code_of(cfg.model))
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=cfg.trusts_code_of(name), **kwargs)
     except (OSError, ValueError) as e:
-        raise loading_failed(f"could not load the tokenizer of model '{cfg.model}'", e, cfg.model) from e
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
+        raise loading_failed(f"could not load the tokenizer of model '{name}'", e, name) from e
+    if cfg.method == "sft" and cfg.sft.chat_template_path and model is None:
+        use_template_of(cfg.sft.chat_template_path, tokenizer)
+    preflight(tokenizer, name, strict and cfg.method != "reward", cfg.chat_template_kwargs)
     return tokenizer
 
 
-def load_model(cfg: TrainingConfig, model_class=None, model: str | None = None, **kwargs):
+def use_template_of(source: str, tokenizer) -> None:
+    """``sft.chat_template_path``: the chat template of a Jinja file, or of a tokenizer folder or hub name,
+    with the tokens that tokenizer adds and its eos token (as TRL's ``clone_chat_template``: the model's
+    embeddings then grow to the tokenizer, ``grow_embeddings``)."""
+    from transformers import AutoTokenizer
+
+    path = Path(source)
+    if path.suffix in (".jinja", ".j2"):
+        if not path.is_file():
+            raise LlmrlError(f"sft.chat_template_path: no such file {source}")
+        tokenizer.chat_template = read_text(path, "sft.chat_template_path")
+        return
+    try:
+        other = AutoTokenizer.from_pretrained(resolve_model(source))
+    except (OSError, ValueError) as e:
+        raise loading_failed(f"sft.chat_template_path: could not load the tokenizer {source}", e, source) from e
+    if not other.chat_template:
+        raise LlmrlError(f"sft.chat_template_path: {source} has no chat template")
+    tokenizer.chat_template = other.get_chat_template()
+    tokenizer.add_tokens([t for t in other.added_tokens_decoder.values() if t.content not in tokenizer.vocab])
+    tokenizer.eos_token = other.eos_token
+
+
+def grow_embeddings(model, tokenizer) -> None:
+    """Give the model an embedding for every token of ``tokenizer`` (tokens a cloned chat template added),
+    rounded up to a multiple of 64 as TRL does."""
+    if len(tokenizer) > model.get_input_embeddings().num_embeddings:
+        model.resize_token_embeddings(len(tokenizer), pad_to_multiple_of=64)
+        model.config.get_text_config().eos_token_id = tokenizer.eos_token_id
+
+
+def load_model(cfg: TrainingConfig, tokenizer, model_class=None, model: str | None = None, frozen=False, **kwargs):
     """``model`` (default: the run's ``cfg.model``; a hub name, folder or builtin:PRESET) as ``model_class``
-    (default: ``AutoModelForCausalLM``), in the run's dtype; quantized for QLoRA when ``lora.quantize`` is set."""
+    (default: ``AutoModelForCausalLM``), with the run's attention and Liger kernels.
+
+    Weights that train are fp32, as TRL loads them: bf16 runs compute in bf16 by autocast and keep fp32 master
+    weights, since a bf16 weight cannot take a step much below 1/256 of itself (at 1e-6, AdamW would leave
+    almost every weight unchanged). ``frozen`` models (a reference, a teacher) and LoRA's frozen base load in
+    the compute dtype (bf16: half the memory); QLoRA quantizes the base. A causal LM's generation config gets
+    every end token of ``tokenizer`` (``end_token_ids``: its eos and the chat template's end of turn), so
+    generation stops at the end of a turn in every trainer, and in the saved model."""
+    import torch
     from transformers import AutoModelForCausalLM, set_seed
 
     model_class = model_class or AutoModelForCausalLM
     name = model or cfg.model
     hardware = detect_hardware(cfg)
-    kwargs.update(dtype=hardware.dtype, trust_remote_code=cfg.trusts_code_of(name))
+    dtype = hardware.compute_dtype if frozen or cfg.lora.enabled else torch.float32
+    kwargs.update(dtype=dtype, trust_remote_code=cfg.trusts_code_of(name))
     if hardware.attn_implementation:
         kwargs["attn_implementation"] = hardware.attn_implementation
     if cfg.lora.quantize:
@@ -49,7 +98,7 @@ def load_model(cfg: TrainingConfig, model_class=None, model: str | None = None, 
             load_in_8bit=cfg.lora.quantize == "8bit",
             bnb_4bit_quant_type="nf4",
             bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=hardware.dtype,
+            bnb_4bit_compute_dtype=hardware.compute_dtype,
         )
         kwargs["device_map"] = {"": PartialState().local_process_index}
     set_seed(cfg.seed)  # new weights (a reward model's score head, a value head) are the same in every run
@@ -59,7 +108,24 @@ def load_model(cfg: TrainingConfig, model_class=None, model: str | None = None, 
         raise loading_failed(f"could not load model '{name}' as {model_class.__name__}", e, name) from e
     if hardware.liger:
         apply_liger_kernels(loaded)
+    if getattr(loaded, "generation_config", None) is not None and loaded.can_generate():
+        loaded.generation_config.eos_token_id = end_token_ids(tokenizer, loaded.generation_config)
+        loaded.generation_config.pad_token_id = tokenizer.pad_token_id
     return loaded
+
+
+def fp32_trainable_weights(model) -> int:
+    """Cast every trainable parameter that is not fp32 to fp32 (the master weights of a bf16 run), in place;
+    returns how many were cast. Needed where a wrapper makes trainable copies of frozen bf16 weights: peft's
+    ``modules_to_save`` (a reward model's score head under LoRA)."""
+    import torch
+
+    cast = 0
+    for parameter in model.parameters():
+        if parameter.requires_grad and parameter.dtype != torch.float32 and parameter.is_floating_point():
+            parameter.data = parameter.data.float()
+            cast += 1
+    return cast
 
 
 def apply_liger_kernels(model) -> None:

@@ -10,14 +10,15 @@ from llmrl.errors import LlmrlError, first_line
 
 
 def merge_adapter(adapter: Path, output: Path, base: str | None = None) -> Path:
-    """Write ``base`` + ``adapter`` merged into ``output`` (a new folder, written atomically).
+    """Write ``base`` + ``adapter`` merged into ``output`` (a new folder, written atomically), in the dtype the
+    base model is stored in (bf16 for most hub models; merged in fp32 first).
 
     ``base`` defaults to the model named in the adapter's ``adapter_config.json``. A reward model's adapter
     (task type ``SEQ_CLS``) is merged into a sequence classifier, with its trained score head.
     """
     import torch
     from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
     adapter, output = Path(adapter).expanduser(), Path(output).expanduser()
     config_file = adapter / "adapter_config.json"
@@ -35,9 +36,10 @@ def merge_adapter(adapter: Path, output: Path, base: str | None = None) -> Path:
     extra = {"num_labels": 1} if is_reward_model else {}
     tokenizer_source = adapter if (adapter / "tokenizer_config.json").is_file() else resolve_model(base)
     try:
+        stored = AutoConfig.from_pretrained(resolve_model(base)).dtype or torch.float32
         model = model_class.from_pretrained(resolve_model(base), dtype=torch.float32, **extra)
         tokenizer = AutoTokenizer.from_pretrained(tokenizer_source)
-        merged = PeftModel.from_pretrained(model, adapter).merge_and_unload()
+        merged = PeftModel.from_pretrained(model, adapter).merge_and_unload().to(stored)
     except (OSError, ValueError, RuntimeError) as e:
         raise LlmrlError(f"could not merge {adapter} into '{base}': {first_line(e)}") from e
     if is_reward_model and tokenizer.pad_token_id is not None:

@@ -5,13 +5,16 @@ the batch's longest, and on variable-length data more than half of what the mode
 model's forward is wrapped instead of the trainer: it takes the padded batch the trainer built, moves the
 real tokens into as few rows as fit them (first-fit decreasing, each row no longer than the batch's longest
 sequence), with position ids that restart at 0 for every sequence, runs the model on those rows and puts each
-output back where the padded batch had it. A model that builds its attention mask from position ids
-(flash attention, or any model using transformers' masking utilities) keeps the sequences of a row apart, so
-the log-probabilities, the rewards, the loss and the gradients are the padded batch's; only the compute on
-padding is saved. The trainer's own code (its losses, metrics and token counts) runs unchanged.
+output back where the padded batch had it. The sequences of a row are kept apart: SDPA and eager attention
+build their mask from the position ids (transformers' masking utilities), and flash attention is given the
+sequences' boundaries (``cu_seq_lens_*``, ``max_length_*``: transformers reads packed position ids as
+boundaries only for a batch of one row, and would otherwise attend across the sequences of a row). So the
+log-probabilities, the rewards, the loss and the gradients are the padded batch's; only the compute on padding
+is saved. The trainer's own code (its losses, metrics and token counts) runs unchanged.
 
-Rows as long as the longest sequence, not one row for the whole batch: on SDPA without flash attention the
-attention of a row costs its length squared, so one long row would spend on attention what it saves on padding.
+Under SDPA, rows as long as the longest sequence, not one row for the whole batch: a row's attention costs its
+length squared, so one long row would spend on attention what it saves on padding. Flash attention's varlen
+kernel costs each sequence its own length squared, so there the whole batch goes into one row.
 """
 
 from __future__ import annotations
@@ -32,13 +35,34 @@ PASSED_ON = {"use_cache", "output_router_logits", "num_items_in_batch"}  # keywo
 
 
 def reads_packed_positions(model) -> bool:
-    """Whether the model keeps examples apart when a row holds several, told apart by their position ids:
-    flash attention does, and so does every model that builds its attention mask with transformers' masking
-    utilities. Then padding-free batching is exact and spends nothing on padding."""
-    if "flash" in (model.config._attn_implementation or ""):
+    """Whether the model keeps examples apart when a row holds several: flash attention, given their
+    boundaries, and every model that builds its attention mask with transformers' masking utilities (from
+    their position ids). Then padding-free batching is exact and spends nothing on padding."""
+    if uses_varlen_attention(model):
         return True
     module = sys.modules.get(type(model).__module__)
     return module is not None and hasattr(module, "create_causal_mask")
+
+
+def uses_varlen_attention(model) -> bool:
+    """Whether the model's attention is flash attention's kind (flash-attn 2/3/4, a hub kernel of it, or any
+    implementation registered with its mask): no mask is built, so packed sequences need their boundaries."""
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, flash_attention_mask
+
+    implementation = model.config._attn_implementation or "sdpa"
+    if "flash" in implementation:
+        return True
+    return ALL_MASK_ATTENTION_FUNCTIONS.get(implementation) is flash_attention_mask
+
+
+def varlen_kwargs(position_ids: torch.Tensor) -> dict:
+    """Flash attention's sequence boundaries in packed rows (flattened, as its varlen kernel reads them): a
+    sequence starts wherever the position ids restart at 0."""
+    flat = position_ids.reshape(-1)
+    starts = (flat == 0).nonzero().view(-1).to(torch.int32)
+    cu_seq_lens = torch.cat([starts, torch.tensor([flat.numel()], dtype=torch.int32, device=flat.device)])
+    longest = int(cu_seq_lens.diff().max())
+    return dict(cu_seq_lens_q=cu_seq_lens, cu_seq_lens_k=cu_seq_lens, max_length_q=longest, max_length_k=longest)
 
 
 def make_padding_free(trainer, setting: bool | None, model_name: str) -> bool:
@@ -58,7 +82,7 @@ def make_padding_free(trainer, setting: bool | None, model_name: str) -> bool:
         logger.info("padded batches: %s (padding-free needs a model that reads packed position ids)", reason)
         return False
     for model in models:
-        model.forward = score_forward(model) if scores else causal_forward(model.forward)
+        model.forward = score_forward(model) if scores else causal_forward(model)
     return True
 
 
@@ -115,17 +139,18 @@ class Packing:
         return lookup[padded_index]
 
 
-def pack(attention_mask: torch.Tensor) -> Packing | None:
-    """The packing of a right-padded batch, or None when there is nothing to gain (every row would hold one
-    sequence) or the mask is not right-padding (left padding, holes), which the caller then runs as it is."""
+def pack(attention_mask: torch.Tensor, one_row: bool = False) -> Packing | None:
+    """The packing of a right-padded batch (``one_row``: all of it in one row, for flash attention), or None
+    when there is nothing to gain (every row would hold one sequence) or the mask is not right-padding (left
+    padding, holes), which the caller then runs as it is."""
     batch, width = attention_mask.shape
     lengths = attention_mask.sum(-1)
     columns = torch.arange(width, device=attention_mask.device)
     if not torch.equal(attention_mask.bool(), columns < lengths[:, None]):
         return None
     sizes = lengths.tolist()
-    capacity = max(sizes)
-    rows = pack_sequences(sizes)
+    capacity = sum(sizes) if one_row else max(sizes)
+    rows = first_fit_decreasing(sizes, capacity) if one_row else pack_sequences(sizes)
     if len(rows) == batch or capacity == 0:
         return None
     row_of, column_of, used = [0] * batch, [0] * batch, []
@@ -188,21 +213,24 @@ def packable(args, kwargs) -> dict | None:
     return given
 
 
-def causal_forward(forward):
+def causal_forward(model):
     """TRL's fused-LM-head forward (``model(input_ids, attention_mask, labels=..., fused_lm_head=True)``,
     per-token log-probabilities of the labels) run on packed rows. Other calls (generation, logits) run as
     they are."""
+    forward, varlen = model.forward, uses_varlen_attention(model)
 
     @functools.wraps(forward)
     def packed(*args, fused_lm_head=False, **kwargs):
         given = packable(args, kwargs) if fused_lm_head else None
-        packing = pack(given["attention_mask"]) if given and given.get("labels") is not None else None
+        packing = pack(given["attention_mask"], varlen) if given and given.get("labels") is not None else None
         if packing is None:
             return forward(*args, fused_lm_head=fused_lm_head, **kwargs)
         labels = packing.to_packed(given.pop("labels"), -100)
         labels.view(-1)[packing.starts] = -100  # a sequence's first token is no target of the token before it
         input_ids = packing.to_packed(given.pop("input_ids"), 0)
         given.pop("attention_mask")
+        if varlen:
+            given.update(varlen_kwargs(packing.position_ids))
         outputs = forward(
             input_ids=input_ids, position_ids=packing.position_ids, labels=labels, fused_lm_head=True, **given
         )
@@ -223,19 +251,20 @@ def score_forward(model):
     (its rightmost token that is not the pad token)."""
     from transformers.modeling_outputs import SequenceClassifierOutputWithPast
 
-    forward = model.forward
+    forward, varlen = model.forward, uses_varlen_attention(model)
     pad_token_id = model.config.get_text_config().pad_token_id
 
     @functools.wraps(forward)
     def packed(*args, **kwargs):
         given = packable(args, kwargs)
-        packing = pack(given["attention_mask"]) if given and "labels" not in given else None
+        packing = pack(given["attention_mask"], varlen) if given and "labels" not in given else None
         if packing is None:
             return forward(*args, **kwargs)
         input_ids = given["input_ids"]
         backbone = getattr(model, model.base_model_prefix)
+        boundaries = varlen_kwargs(packing.position_ids) if varlen else {}
         hidden = backbone(
-            input_ids=packing.to_packed(input_ids, 0), position_ids=packing.position_ids, use_cache=False
+            input_ids=packing.to_packed(input_ids, 0), position_ids=packing.position_ids, use_cache=False, **boundaries
         ).last_hidden_state
         batch, width = input_ids.shape
         columns = torch.arange(width, device=input_ids.device, dtype=torch.int32)

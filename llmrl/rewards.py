@@ -203,7 +203,8 @@ class RewardModelReward:
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.device = PartialState().device
-        dtype = torch.bfloat16 if self.device.type == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
+        bf16 = self.device.type == "cuda" and torch.cuda.is_bf16_supported(including_emulation=False)
+        dtype = torch.bfloat16 if bf16 else torch.float32
         self.model = AutoModelForSequenceClassification.from_pretrained(
             path, dtype=dtype, trust_remote_code=trust_remote_code
         ).to(self.device)

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from llmrl.config import TrainingConfig
 
 logger = logging.getLogger("llmrl")
+details = logging.getLogger("llmrl.details")  # the run log only
 metrics_logger = logging.getLogger("llmrl.metrics")  # run log only: the console shows its own progress
 metrics_logger.propagate = False
 
@@ -103,12 +104,22 @@ class NonFiniteGuard:
 
     def __init__(self, policy: str, output_dir: Path):
         self.policy, self.output_dir = policy, Path(output_dir)
-        self.skipped = 0
+        self.skipped = self.overflows = 0
 
     def usable(self, parameters, step: int, accelerator=None, unit: str = "batch") -> bool:
-        """Whether the gradients may be applied at ``step``; False means skip them (the caller drops them)."""
+        """Whether the gradients may be applied at ``step``; False means skip them (the caller drops them).
+
+        In an fp16 run, inf or NaN gradients are first the loss scaler's business: an overflow is normal at
+        the start and after each growth of the scale, and the scaler skips that step and halves its scale.
+        Only when the scale has fallen below 1 (16 overflows in a row from its start) are they treated as NaN,
+        as DeepSpeed's minimum loss scale does."""
         if gradients_are_finite(parameters, accelerator):
             return True
+        scaler = getattr(accelerator, "scaler", None)
+        if scaler is not None and scaler.is_enabled() and scaler.get_scale() >= 1.0:
+            self.overflows += 1
+            details.info("step %d: fp16 overflow, the loss scaler skips it (scale %g)", step, scaler.get_scale())
+            return True  # the scaler's step skips the update
         if self.policy == "stop":
             raise NonFiniteError(step, self.output_dir)
         self.skipped += 1

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from llmrl.builtin import resolve_model
+from llmrl.chat_template import end_token_ids
 from llmrl.errors import LlmrlError
 from llmrl.hardware import detect_hardware
 from llmrl.options import did_you_mean, trl_values
@@ -45,6 +46,7 @@ LLMRL_KEYS = {
     "run_name": "run_name",
     "trust_remote_code": "trust_remote_code",
     "project": "project",
+    "chat_template_path": "sft.chat_template_path",
 }
 
 
@@ -166,21 +168,20 @@ def online_rewards(cfg: TrainingConfig, tokenizer) -> tuple[list, list[float]]:
     reward_funcs = build_reward_functions(cfg)
     weights = list(cfg.reward_weights) if cfg.reward_weights is not None else [1.0] * len(reward_funcs)
     if cfg.rl.missing_eos_penalty:
-        eos_ids = {tokenizer.eos_token_id} | set(generation_eos_ids(cfg))
-        reward_funcs.append(MissingEosPenalty(cfg.rl.missing_eos_penalty, cfg.rl.max_completion_length, eos_ids))
+        end_ids = set(end_token_ids(tokenizer, saved_generation_config(cfg.model)))  # where generation stops
+        reward_funcs.append(MissingEosPenalty(cfg.rl.missing_eos_penalty, cfg.rl.max_completion_length, end_ids))
         weights.append(1.0)
     return reward_funcs, weights
 
 
-def generation_eos_ids(cfg: TrainingConfig) -> list[int]:
-    """The end tokens in the model's generation config (some models stop on several)."""
+def saved_generation_config(model: str):
+    """The generation config saved with ``model`` (its end tokens), or None when it has none."""
     from transformers import GenerationConfig
 
     try:
-        eos = GenerationConfig.from_pretrained(resolve_model(cfg.model)).eos_token_id
+        return GenerationConfig.from_pretrained(resolve_model(model))
     except OSError:
-        return []
-    return [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
+        return None
 
 
 def group_pairs_by_length(trainer, pairs: list[tuple[int, int]], setting: bool | None, packed: bool) -> bool:

@@ -15,6 +15,7 @@ from transformers.trainer_callback import PrinterCallback
 from transformers.trainer_callback import ProgressCallback as TqdmProgress
 
 from llmrl.console import Progress
+from llmrl.loading import fp32_trainable_weights
 from llmrl.run_context import RunContext, ShardRecord, write_ranks_file
 
 logger = logging.getLogger("llmrl")
@@ -24,6 +25,7 @@ details = logging.getLogger("llmrl.details")  # the run log only
 def train_and_save(trainer, run: RunContext) -> Path:
     """Train, run the final evaluation when there is an eval split, and save ``final/``; return its path."""
     checkpoint = run.resume_checkpoint(trainer.is_world_process_zero())
+    fp32_trainable_weights(trainer.model)  # master weights: peft's trainable copies keep the base's bf16
     trainer.callback_handler.callbacks.insert(0, MetricsCallback(run))  # first: it adds gpu_memory_gb
     trainer.add_callback(NonFiniteCallback(run, trainer.accelerator))
     trainer.add_callback(SignalCallback(run, trainer.accelerator))

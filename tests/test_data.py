@@ -1,6 +1,5 @@
 """The data layer: sources, every schema normalized per method, filters and their counts, bad input."""
 
-import copy
 import json
 
 import pytest
@@ -36,22 +35,15 @@ def chat_tokenizer(tiny_model_path):
     return AutoTokenizer.from_pretrained(tiny_model_path)
 
 
-@pytest.fixture(scope="module")
-def plain_tokenizer(chat_tokenizer):
-    tokenizer = copy.deepcopy(chat_tokenizer)
-    tokenizer.chat_template = None
-    return tokenizer
-
-
 @pytest.fixture
 def prepare(tmp_path, chat_tokenizer):
     """Write rows to a JSONL file, prepare them for a kind, return (rows, report)."""
 
-    def run(rows, kind, *sets, tokenizer=None):
+    def run(rows, kind, *sets):
         path = tmp_path / "rows.jsonl"
         path.write_text("".join(json.dumps(row) + "\n" for row in rows))
         cfg = load_config(sets=[f"dataset={path}", "model=builtin:tiny", *sets])
-        dataset, report = prepare_dataset(cfg, tokenizer or chat_tokenizer, kind)
+        dataset, report = prepare_dataset(cfg, chat_tokenizer, kind)
         return dataset.to_list(), report
 
     return run
@@ -92,18 +84,6 @@ def prepare(tmp_path, chat_tokenizer):
 def test_sft_schemas(prepare, row, expected):
     rows, _ = prepare([row, row], "sft")
     assert rows == [expected, expected]
-
-
-def test_sft_without_chat_template_uses_question_answer_text(prepare, plain_tokenizer):
-    rows, report = prepare(
-        [{"messages": [S("Be brief."), U("2+2?"), A("4"), U("3+3?"), A("6")]}], "sft", tokenizer=plain_tokenizer
-    )
-    assert not report.chat
-    assert rows == [
-        {"prompt": "Be brief.\n\nQuestion: 2+2?\n\nAnswer: 4\n\nQuestion: 3+3?\n\nAnswer:", "completion": " 6"}
-    ]
-    rows, _ = prepare([{"question": "2+2?", "answer": "4"}], "sft", tokenizer=plain_tokenizer)
-    assert rows == [{"prompt": "Question: 2+2?\n\nAnswer:", "completion": " 4"}]
 
 
 def test_chat_rows_without_an_answer_are_dropped_and_counted(prepare):
@@ -191,11 +171,6 @@ def test_identical_pairs_are_dropped(prepare):
     assert report.dropped == {"chosen and rejected are identical": 1}
 
 
-def test_preference_without_chat_template(prepare, plain_tokenizer):
-    rows, _ = prepare([{"prompt": "2+2?", "chosen": "4", "rejected": "5"}], "preference", tokenizer=plain_tokenizer)
-    assert rows == [{"prompt": "Question: 2+2?\n\nAnswer:", "chosen": " 4", "rejected": " 5"}]
-
-
 # ---------------------------------------------------------------------------------------------------------
 # Prompt-only schemas
 
@@ -234,11 +209,6 @@ def test_preference_without_chat_template(prepare, plain_tokenizer):
 def test_prompt_schemas_keep_other_columns(prepare, row, expected):
     rows, _ = prepare([row], "prompt")
     assert rows == [expected]
-
-
-def test_prompt_without_chat_template(prepare, plain_tokenizer):
-    rows, _ = prepare([{"prompt": "2+2?", "answer": "4"}], "prompt", tokenizer=plain_tokenizer)
-    assert rows == [{"prompt": "Question: 2+2?\n\nAnswer:", "answer": "4"}]
 
 
 # ---------------------------------------------------------------------------------------------------------

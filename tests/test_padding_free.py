@@ -23,11 +23,15 @@ METRICS = {  # what each trainer logs from the forward pass, beside the loss
 
 @pytest.fixture(autouse=True)
 def variable_length_pairs(tmp_path):
-    """Pairs of very different lengths (a few long ones among short ones, as in real data), so that a padded
-    batch is mostly padding."""
+    write_variable_length_data(tmp_path)
+
+
+def write_variable_length_data(folder, count: int = 32, longest: int = 50) -> None:
+    """Pairs (pairs.jsonl) and chats (chats.jsonl) of very different lengths (a few long ones among short
+    ones, as in real data), so that a padded batch is mostly padding."""
     rows = []
-    for i in range(32):
-        terms = 50 if i % 8 == 0 else 1 + i % 5
+    for i in range(count):
+        terms = longest if i % 8 == 0 else 1 + i % 5
         question = {"role": "user", "content": "Add " + " + ".join(["1"] * terms) + "."}
         rows.append(
             {
@@ -36,9 +40,9 @@ def variable_length_pairs(tmp_path):
                 "rejected": [{"role": "assistant", "content": f"{terms + 1} because " + "1 " * (i % 7)}],
             }
         )
-    (tmp_path / "pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (folder / "pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     chats = [{"messages": row["prompt"] + row["chosen"]} for row in rows]
-    (tmp_path / "chats.jsonl").write_text("".join(json.dumps(r) + "\n" for r in chats))
+    (folder / "chats.jsonl").write_text("".join(json.dumps(r) + "\n" for r in chats))
 
 
 def step(trainer, batch) -> tuple[torch.Tensor, dict, dict]:

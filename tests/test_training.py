@@ -78,14 +78,19 @@ def test_cuda_speed_features_switch_off_on_cpu_with_a_note():
 
 
 def test_cuda_machine_gets_bf16_flash_attention_and_liger_when_installed(monkeypatch):
-    """The choices on a CUDA machine (none here: CUDA and the installed packages are what detect_hardware asks)."""
+    """The choices on a CUDA machine (none here: CUDA and the installed packages are what detect_hardware asks;
+    flash-attn must import, which a module of that name in sys.modules stands for)."""
     import importlib.util
+    import sys
+    import types
 
     import torch
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda index=0: (9, 0))
     monkeypatch.setattr(torch.cuda, "get_device_properties", lambda index: SimpleNamespace(total_memory=80 * 2**30))
+    monkeypatch.setitem(sys.modules, "flash_attn", types.ModuleType("flash_attn"))
     find_spec = importlib.util.find_spec
     extras = ("liger_kernel", "flash_attn")
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: object() if name in extras else find_spec(name))

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from llmrl.builtin import model_config
+from llmrl.chat_template import TemplateCheck, check_template
 from llmrl.data import schemas
 from llmrl.data.sources import default_split, load_split
 from llmrl.errors import LlmrlError
@@ -41,7 +42,7 @@ class DataReport:
     schema: str = ""
     columns: list[str] = field(default_factory=list)  # the columns found, after data.columns
     mapping: dict[str, str] = field(default_factory=dict)  # data.columns as applied
-    chat: bool = True  # rows rendered for the chat template (else the Question/Answer fallback)
+    template: TemplateCheck | None = None  # the chat template's preflight (llmrl.chat_template)
     counts: list[tuple[str, int]] = field(default_factory=list)  # (step, rows left after it)
     dropped: dict[str, int] = field(default_factory=dict)  # reason -> rows dropped
     notes: dict[str, int] = field(default_factory=dict)  # what was read in another form (role names...) -> messages
@@ -82,7 +83,7 @@ def prepare_dataset(cfg: TrainingConfig, tokenizer, kind: str, split: str | None
 
     schema = schemas.detect(dataset.column_names, kind)
     report.schema = schema.name
-    report.chat = bool(getattr(tokenizer, "chat_template", None))
+    report.template = check_template(tokenizer)
     dataset = normalize(dataset, schema, kind, report, cfg.data.skip_bad_rows)
     report.counts.append((f"normalized ({schema.name})", len(dataset)))
     _require_rows(dataset, report, "after normalization")
@@ -172,7 +173,8 @@ def normalize(dataset, schema: schemas.Schema, kind: str, report: DataReport, sk
         out = []
         for index, row in zip(indices, rows, strict=True):
             try:
-                out.append(schemas.render(schemas.read_row(schema, row, kind, notes), kind, report.chat))
+                example = schemas.read_row(schema, row, kind, notes)
+                out.append(schemas.render(example, kind, report.template.system_role, notes))
             except schemas.DropRow as reason:
                 drops[str(reason)] += 1
             except schemas.BadRow as e:
@@ -231,8 +233,6 @@ def rendered_texts(row: dict, kind: str, tokenizer) -> tuple[str, list[str]]:
         answers = []  # the other columns (answer, solution, even a completion) are data for reward functions
     else:
         answers = [row["completion"]] if "completion" in row else [row["chosen"], row["rejected"]]
-    if isinstance(row["prompt"], str):
-        return row["prompt"], [row["prompt"] + answer for answer in answers]
     return chat_text(tokenizer, row["prompt"], True), [chat_text(tokenizer, row["prompt"] + a, False) for a in answers]
 
 
@@ -311,8 +311,6 @@ def example_segments(row: dict, kind: str, tokenizer) -> list[tuple[str, str]]:
     if kind == "kto" and "label" in row:
         prompt_text, (full,) = rendered_texts(row, kind, tokenizer)
         return [("prompt", prompt_text), ("desirable" if row["label"] else "undesirable", full[len(prompt_text) :])]
-    if kind == "sft" and isinstance(row.get("prompt"), str):
-        return [("prompt", row["prompt"]), ("trained", row["completion"])]
     if kind == "sft":
         messages = row["messages"] if "messages" in row else row["prompt"] + row["completion"]
         segments, done = [], ""
@@ -333,6 +331,6 @@ def example_segments(row: dict, kind: str, tokenizer) -> list[tuple[str, str]]:
 
 def inspect_dataset(cfg: TrainingConfig, kind: str) -> tuple[DataReport, list[tuple[str, str]]]:
     """The report of preparing ``cfg.dataset`` for ``kind``, and the first prepared row in labelled pieces."""
-    tokenizer = load_tokenizer(cfg)
+    tokenizer = load_tokenizer(cfg, strict=False)
     dataset, report = prepare_dataset(cfg, tokenizer, kind)
     return report, example_segments(dataset[0], kind, tokenizer)

@@ -2,8 +2,8 @@
 
 Every schema is read into an ``Example``: the prompt as a list of chat messages, plus the answer (SFT), the
 chosen and rejected answers (preference), or nothing more (prompt-only), and the columns to keep (such as
-``solution`` for reward functions). ``render`` then writes an Example in TRL's formats: conversational when
-the tokenizer has a chat template, otherwise plain strings in the form ``Question: ...\\n\\nAnswer: ...``.
+``solution`` for reward functions). ``render`` then writes an Example in TRL's conversational formats (the
+tokenizer always has a chat template: the model's, or llmrl's plain one).
 
 Pure Python: nothing here imports torch, transformers or datasets.
 """
@@ -368,51 +368,40 @@ def read_row(schema: Schema, row: dict, kind: str, notes: dict | None = None) ->
 # Writing rows in TRL's formats
 
 
-def plain_text(messages: Messages) -> str:
-    """The fallback for tokenizers without a chat template: 'Question: ...' and 'Answer: ...' blocks."""
-    blocks = []
+def join_system_messages(messages: Messages, notes: dict | None = None) -> Messages:
+    """For a chat template without a system role (Gemma 2, Mistral): each system message joined to the start
+    of the user message after it, as Gemma 3's own template does (counted in ``notes``)."""
+    joined, pending = [], []
     for message in messages:
-        if message["role"] == "assistant":
-            blocks.append(f"Answer: {message['content']}")
-        elif message["role"] == "system":
-            blocks.append(message["content"])
+        if message["role"] == "system":
+            pending.append(message["content"])
+            count(notes, "system message joined to the next user message (the chat template has no system role)")
+        elif pending and message["role"] == "user":
+            joined.append({**message, "content": "\n\n".join([*pending, message["content"]])})
+            pending = []
         else:
-            blocks.append(f"Question: {message['content']}")
-    return "\n\n".join(blocks)
+            joined.append(message)
+    if pending:  # a system message with no user message after it
+        joined.append({"role": "user", "content": "\n\n".join(pending)})
+    return joined
 
 
-def plain_prompt(messages: Messages) -> str:
-    return plain_text(messages) + "\n\nAnswer:"
-
-
-def plain_answer(messages: Messages) -> str:
-    return " " + "\n\n".join(m["content"] for m in messages)
-
-
-def render(example: Example, kind: str, chat: bool) -> dict[str, Any]:
-    """One row in TRL's format for ``kind``: conversational when ``chat``, else plain strings."""
+def render(example: Example, kind: str, system_role: bool = True, notes: dict | None = None) -> dict[str, Any]:
+    """One row in TRL's conversational format for ``kind`` (the tokenizer always has a chat template: its
+    own or llmrl's plain one, ``llmrl.chat_template``); system messages joined to the user's when the
+    template has no system role."""
+    if not system_role:
+        example.prompt = join_system_messages(example.prompt, notes)
+        if example.conversation:
+            example.conversation = join_system_messages(example.conversation, notes)
     if kind == "sft":
         if example.text is not None:
             return {"text": example.text}
-        if chat and example.conversation:
+        if example.conversation:
             return {"messages": example.conversation}  # every assistant turn is trained on
-        if chat:
-            return {"prompt": example.prompt, "completion": example.answer}
-        return {"prompt": plain_prompt(example.prompt), "completion": plain_answer(example.answer)}
+        return {"prompt": example.prompt, "completion": example.answer}
     if kind == "kto" and example.label is not None:
-        completion = example.answer if chat else plain_answer(example.answer)
-        return {
-            "prompt": example.prompt if chat else plain_prompt(example.prompt),
-            "completion": completion,
-            "label": example.label,
-        }
+        return {"prompt": example.prompt, "completion": example.answer, "label": example.label}
     if kind in ("preference", "kto"):
-        if chat:
-            return {"prompt": example.prompt, "chosen": example.chosen, "rejected": example.rejected}
-        return {
-            "prompt": plain_prompt(example.prompt),
-            "chosen": plain_answer(example.chosen),
-            "rejected": plain_answer(example.rejected),
-        }
-    prompt = example.prompt if chat else plain_prompt(example.prompt)
-    return {**example.keep, "prompt": prompt}
+        return {"prompt": example.prompt, "chosen": example.chosen, "rejected": example.rejected}
+    return {**example.keep, "prompt": example.prompt}

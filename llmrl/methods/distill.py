@@ -52,8 +52,8 @@ def build_trainer(cfg: "TrainingConfig"):
     train_dataset, eval_dataset, _ = prepare_train_eval(cfg, tokenizer, "prompt")
     args = trl_config(cfg, DistillationConfig, cfg.distill)
     return DistillationTrainer(
-        model=load_model(cfg),
-        teacher_model=load_model(cfg, model=cfg.distill.teacher),
+        model=load_model(cfg, tokenizer),
+        teacher_model=load_model(cfg, tokenizer, model=cfg.distill.teacher, frozen=True),
         args=args,
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,

@@ -25,10 +25,11 @@ def build_trainer(cfg: "TrainingConfig"):
     tokenizer = load_tokenizer(cfg)
     train_dataset, eval_dataset, _ = prepare_train_eval(cfg, tokenizer, "prompt")
     rl_args, reward_funcs = online_rl_args(cfg, tokenizer)
+    args = trl_config(cfg, GRPOConfig, **rl_args)  # before the model: under ZeRO-3 it loads sharded (zero.Init)
     trainer = with_task_eval(GRPOTrainer)(  # evaluated by the run's rewards on greedy answers to the eval split
-        model=load_model(cfg),
+        model=load_model(cfg, tokenizer),
         reward_funcs=reward_funcs,
-        args=trl_config(cfg, GRPOConfig, **rl_args),
+        args=args,
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,
         processing_class=tokenizer,

@@ -50,7 +50,7 @@ def build_trainer(cfg: "TrainingConfig"):
     train_dataset, eval_dataset, report = prepare_train_eval(cfg, tokenizer, "kto")
     args = trl_config(cfg, KTOConfig, cfg.kto, max_length=report.max_length, dataset_num_proc=1)
     trainer = KTOTrainer(
-        model=load_model(cfg),
+        model=load_model(cfg, tokenizer),
         args=args,
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,

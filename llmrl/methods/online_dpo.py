@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from llmrl.data import prepare_train_eval
+from llmrl.generation import task_eval, with_task_eval
 from llmrl.loading import load_model, load_tokenizer, peft_config
 from llmrl.options import check, option
 from llmrl.trl_args import online_rewards, trl_config
@@ -50,9 +51,10 @@ def build_trainer(cfg: "TrainingConfig"):
         use_vllm=cfg.rl.use_vllm,
         vllm_mode=cfg.rl.vllm_mode,
         vllm_server_base_url=cfg.rl.vllm_server_base_url,
+        eval_on_start=cfg.eval_split is not None,  # the held-out task metrics before the first update, too
     )
-    return OnlineDPOTrainer(
-        model=load_model(cfg),
+    trainer = with_task_eval(OnlineDPOTrainer)(  # evaluated by the run's rewards on greedy answers to the eval split
+        model=load_model(cfg, tokenizer),
         reward_funcs=reward_funcs,
         args=args,
         train_dataset=train_dataset,
@@ -60,3 +62,5 @@ def build_trainer(cfg: "TrainingConfig"):
         processing_class=tokenizer,
         peft_config=peft_config(cfg),
     )
+    trainer.task_eval = task_eval(cfg, eval_dataset, tokenizer, reward_funcs)
+    return trainer

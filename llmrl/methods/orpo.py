@@ -37,7 +37,7 @@ def build_trainer(cfg: "TrainingConfig"):
     train_dataset, eval_dataset, report = prepare_train_eval(cfg, tokenizer, "preference")
     args = trl_config(cfg, ORPOConfig, cfg.orpo, max_length=report.max_length, dataset_num_proc=1)
     return ORPOTrainer(
-        model=load_model(cfg),
+        model=load_model(cfg, tokenizer),
         args=args,
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,

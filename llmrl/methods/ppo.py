@@ -28,18 +28,18 @@ import os
 import random
 import shutil
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from llmrl import ppo_math
-from llmrl.builtin import resolve_model
 from llmrl.console import Progress
 from llmrl.data import prepare_train_eval
 from llmrl.errors import LlmrlError
-from llmrl.generation import task_eval
+from llmrl.generation import encode_prompts, task_eval
 from llmrl.hardware import detect_hardware
 from llmrl.lazy import lazy_import
-from llmrl.loading import load_model, load_tokenizer, peft_config
+from llmrl.loading import fp32_trainable_weights, load_model, load_tokenizer, peft_config
 from llmrl.options import check, option
 from llmrl.outputs import PPO_STATE, complete_checkpoints
 from llmrl.reward_specs import parse_spec
@@ -176,8 +176,8 @@ class PPOTrainer:
     def _setup_models(self, gradient_checkpointing: bool) -> None:
         """The policy, the value model (from the reward model when there is one) and the frozen reference
         (with LoRA: the policy with its adapters off)."""
-        cfg = self.cfg
-        self.policy = load_model(cfg)
+        cfg, tokenizer = self.cfg, self.tokenizer
+        self.policy = load_model(cfg, tokenizer)
         value_source = next((arg for kind, arg in map(parse_spec, cfg.rewards) if kind == "reward_model"), None)
         self.value_model = self.load_value_model(value_source)
         self.reference = None
@@ -187,8 +187,9 @@ class PPOTrainer:
             self.policy = get_peft_model(self.policy, peft_config(cfg))
             self.value_model = get_peft_model(self.value_model, peft_config(cfg, task_type="SEQ_CLS"))
         else:
-            self.reference = load_model(cfg).eval().requires_grad_(False)
+            self.reference = load_model(cfg, tokenizer, frozen=True).eval().requires_grad_(False)
         for model in (self.policy, self.value_model):
+            fp32_trainable_weights(model)  # peft's copy of the value head is in the frozen base's dtype
             disable_dropout(model)
             if gradient_checkpointing:
                 model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -237,12 +238,9 @@ class PPOTrainer:
 
     def load_value_model(self, source: str | None):
         """A transformer with a scalar head: the reward model's when one is given (its score head included),
-        else the policy's weights with a new head."""
-        path = resolve_model(source or self.cfg.model)
-        trusted = self.cfg.trusts_code_of(source or self.cfg.model)
-        model = transformers.AutoModelForSequenceClassification.from_pretrained(
-            path, num_labels=1, dtype=detect_hardware(self.cfg).dtype, trust_remote_code=trusted
-        )
+        else the policy's weights with a new head; loaded as the policy is (attention, Liger, fp32 weights)."""
+        model_class = transformers.AutoModelForSequenceClassification
+        model = load_model(self.cfg, self.tokenizer, model_class, model=source or self.cfg.model, num_labels=1)
         if not isinstance(getattr(model, "score", None), torch.nn.Linear):
             raise LlmrlError(f"{type(model).__name__} has no 'score' head; PPO's value model needs one")
         model.config.pad_token_id = self.tokenizer.pad_token_id
@@ -295,15 +293,13 @@ class PPOTrainer:
 
     def generate(self, prompts: list):
         """(query ids, query mask, response ids, response mask): one sampled answer per prompt, cut after its
-        first end token."""
+        first end token (any of the policy's: its eos and the chat template's end of turn)."""
         cfg, tokenizer, device = self.cfg, self.tokenizer, self.accelerator.device
-        texts = [
-            tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True) if isinstance(p, list) else p
-            for p in prompts
-        ]
-        query = tokenizer(texts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False)
+        encoded = {"input_ids": encode_prompts(tokenizer, prompts)}
+        query = tokenizer.pad(encoded, return_tensors="pt", padding_side="left")
         query_ids, query_mask = query["input_ids"].to(device), query["attention_mask"].to(device)
         policy = self.accelerator.unwrap_model(self.policy)
+        ends = policy.generation_config.eos_token_id  # llmrl.loading wrote every end token there
         policy.eval()
         generated = policy.generate(
             input_ids=query_ids,
@@ -314,11 +310,11 @@ class PPOTrainer:
             top_p=cfg.rl.top_p,
             top_k=0,
             pad_token_id=tokenizer.pad_token_id,
-            eos_token_id=tokenizer.eos_token_id,
+            eos_token_id=ends,
             use_cache=True,
         )
         policy.train()
-        return (query_ids, query_mask, *cut_after_eos(generated[:, query_ids.shape[1] :], tokenizer))
+        return (query_ids, query_mask, *cut_after_end(generated[:, query_ids.shape[1] :], ends, tokenizer.pad_token_id))
 
     def score(self, rows: list[dict], prompts: list, response_ids, response_mask) -> torch.Tensor:
         """The weighted sum of the reward functions for each answer (an unscored answer counts 0)."""
@@ -342,13 +338,13 @@ class PPOTrainer:
         beta x KL on every token), then GAE: (logprobs, values, advantages, returns, stats)."""
         cfg, device = self.cfg, self.accelerator.device
         response_mask = sequences[3]
-        logprobs = self.response_logprobs(self.policy, *sequences)
+        logprobs = self.in_micro_batches(partial(self.response_logprobs, self.policy), sequences)
         if self.reference is None:
             with self.accelerator.unwrap_model(self.policy).disable_adapter():
-                ref_logprobs = self.response_logprobs(self.policy, *sequences)
+                ref_logprobs = self.in_micro_batches(partial(self.response_logprobs, self.policy), sequences)
         else:
-            ref_logprobs = self.response_logprobs(self.reference, *sequences)
-        values = self.response_values(*sequences)
+            ref_logprobs = self.in_micro_batches(partial(self.response_logprobs, self.reference), sequences)
+        values = self.in_micro_batches(self.response_values, sequences)
         mask = response_mask.float()
         logprobs, ref_logprobs, values = logprobs * mask, ref_logprobs * mask, values * mask
 
@@ -368,6 +364,14 @@ class PPOTrainer:
             "explained_variance": ppo_math.explained_variance(values, returns, mask),
         }
         return logprobs, values, advantages, returns, stats
+
+    def in_micro_batches(self, forward, sequences: tuple) -> torch.Tensor:
+        """``forward(*rows)`` over the rollout's sequences, ``per_device_train_batch_size`` rows at a time (the
+        batch the updates run), concatenated: the rollout's forwards peak at one micro-batch's activations and
+        logits, not the whole rollout's."""
+        size = self.cfg.per_device_train_batch_size
+        rows = sequences[0].shape[0]
+        return torch.cat([forward(*(t[start : start + size] for t in sequences)) for start in range(0, rows, size)])
 
     # -----------------------------------------------------------------------------------------------------
     # Updates
@@ -700,12 +704,12 @@ def set_rng_states(states: dict) -> None:
         torch.cuda.set_rng_state(states["cuda"])
 
 
-def cut_after_eos(response_ids: torch.Tensor, tokenizer) -> tuple[torch.Tensor, torch.Tensor]:
+def cut_after_end(response_ids: torch.Tensor, end_ids: list[int], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Responses padded after their first end token (kept), and the mask of the tokens that remain."""
-    is_eos = response_ids == tokenizer.eos_token_id
-    after_eos = (is_eos.cumsum(1) - is_eos.long()) > 0  # strictly after the first end token
-    mask = (~after_eos).long()
-    return response_ids.masked_fill(after_eos, tokenizer.pad_token_id), mask
+    is_end = torch.isin(response_ids, torch.tensor(end_ids, device=response_ids.device))
+    after_end = (is_end.cumsum(1) - is_end.long()) > 0  # strictly after the first end token
+    mask = (~after_end).long()
+    return response_ids.masked_fill(after_end, pad_id), mask
 
 
 def disable_dropout(model) -> None:

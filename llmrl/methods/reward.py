@@ -39,7 +39,7 @@ def build_trainer(cfg: "TrainingConfig"):
     tokenizer = load_tokenizer(cfg)
     train_dataset, eval_dataset, report = prepare_train_eval(cfg, tokenizer, "preference", DEFAULT_EVAL_FRACTION)
     args = trl_config(cfg, RewardConfig, cfg.reward, max_length=report.max_length, dataset_num_proc=1)
-    model = load_model(cfg, AutoModelForSequenceClassification, num_labels=1)
+    model = load_model(cfg, tokenizer, AutoModelForSequenceClassification, num_labels=1)
     model.config.pad_token_id = tokenizer.pad_token_id  # the score is read at the last non-padding token
     trainer = RewardTrainer(
         model=model,

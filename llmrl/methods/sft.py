@@ -12,9 +12,10 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from llmrl.chat_template import marks_end_of_turn
 from llmrl.data import prepare_train_eval
 from llmrl.errors import LlmrlError
-from llmrl.loading import load_model, load_tokenizer, peft_config
+from llmrl.loading import grow_embeddings, load_model, load_tokenizer, peft_config
 from llmrl.options import option
 from llmrl.padding_free import make_padding_free
 from llmrl.trl_args import trl_config
@@ -32,7 +33,7 @@ class SFTOptions:
     assistant_only_loss: bool | None = option(None, "None: on for chat data (loss on assistant turns only)")
     packing: bool = option(False, "pack several examples into each max_length row (fewer, longer rows)", trl="packing")
     chat_template_path: str | None = option(
-        None, "a tokenizer folder or Jinja file whose chat template to use", trl="chat_template_path"
+        None, "a Jinja file, tokenizer folder or hub name whose chat template (and its tokens) the model learns"
     )
 
     def __post_init__(self):
@@ -50,10 +51,11 @@ def build_trainer(cfg: "TrainingConfig"):
     assistant_only_loss = cfg.sft.assistant_only_loss if cfg.sft.assistant_only_loss is not None else is_chat
     if assistant_only_loss and not is_chat:
         raise LlmrlError("sft.assistant_only_loss=true needs multi-turn chat data (a 'messages' column)")
-    if assistant_only_loss and not cfg.sft.chat_template_path and not can_mask_assistant_turns(tokenizer):
+    if assistant_only_loss and not can_mask_assistant_turns(tokenizer):
         logger.warning(
-            "the chat template of %s has no {%% generation %%} markers and TRL has no training template for it: "
-            "training on the last assistant turn of each conversation only",
+            "the chat template of %s marks no assistant tokens that end with its end-of-turn token "
+            "({%% generation %%} markers), and TRL has no training template for it: training on the last "
+            "assistant turn of each conversation only (its answer and end of turn)",
             cfg.model,
         )
         train_dataset, eval_dataset = (
@@ -69,8 +71,10 @@ def build_trainer(cfg: "TrainingConfig"):
         assistant_only_loss=assistant_only_loss,
         dataset_num_proc=1,
     )
+    model = load_model(cfg, tokenizer)
+    grow_embeddings(model, tokenizer)  # for the tokens sft.chat_template_path added
     trainer = SFTTrainer(
-        model=load_model(cfg),
+        model=model,
         args=args,
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,
@@ -85,11 +89,12 @@ def build_trainer(cfg: "TrainingConfig"):
 
 
 def can_mask_assistant_turns(tokenizer) -> bool:
-    """Whether TRL can tell the assistant's tokens apart in this tokenizer's chat template."""
+    """Whether TRL can tell the assistant's tokens apart in this tokenizer's chat template, its end-of-turn
+    token included (generation markers that leave it out would teach the model never to end a turn)."""
     from trl.chat_template_utils import get_training_chat_template, has_generation_markers
 
     if has_generation_markers(tokenizer.chat_template):
-        return True
+        return marks_end_of_turn(tokenizer)
     try:
         get_training_chat_template(tokenizer)
     except Exception:

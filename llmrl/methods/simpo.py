@@ -50,7 +50,7 @@ def build_trainer(cfg: "TrainingConfig"):
         dataset_num_proc=1,
     )
     return CPOTrainer(
-        model=load_model(cfg),
+        model=load_model(cfg, tokenizer),
         args=args,
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,
