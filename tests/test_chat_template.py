@@ -152,3 +152,24 @@ def test_data_inspect_shows_the_chat_template_check(tmp_path, chats):
     gemma = build_family("gemma", tmp_path / "g")
     result = CliRunner().invoke(app, ["data", "inspect", "--dataset", str(chats), "--model", str(gemma)])
     assert "system message not accepted (joined to the first user message)" in result.output
+
+
+def test_sft_chat_template_path_gives_a_base_model_another_template_and_its_tokens(tmp_path, chats):
+    """sft.chat_template_path naming a tokenizer (here Qwen2.5-instruct-style) gives a template-less base model
+    that template, the special tokens it uses (the embeddings grow to match) and its eos; a Jinja file gives
+    the template alone. Every renderer uses it, and the preflight checks it."""
+    base = build_family("no-template", tmp_path / "base")
+    source = build_family("qwen2.5-instruct", tmp_path / "qwen")
+    sets = ["model=" + str(base), f"dataset={chats}", "max_steps=1", f"output_dir={tmp_path / 'o'}"]
+    final = run_training(load_config(sets=[*sets, f"sft.chat_template_path={source}"]))
+    saved = AutoTokenizer.from_pretrained(final)
+    assert "<|im_start|>" in saved.apply_chat_template(CHATS[0]["messages"], tokenize=False)
+    assert saved.eos_token == "<|im_end|>" and len(saved.tokenize("<|im_end|>")) == 1
+    assert "end of turn <|im_end|>" in (tmp_path / "o" / "train.log").read_text()
+    template = tmp_path / "turns.jinja"  # with the base's own eos: a Jinja file adds no tokens
+    template.write_text(
+        "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}{% if m['role'] == 'assistant' %}</s>{% endif %}"
+        "\n{% endfor %}{% if add_generation_prompt %}assistant:{% endif %}"
+    )
+    sets = [*sets[:3], f"output_dir={tmp_path / 'j'}", f"sft.chat_template_path={template}"]
+    assert AutoTokenizer.from_pretrained(run_training(load_config(sets=sets))).chat_template == template.read_text()
