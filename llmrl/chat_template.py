@@ -59,8 +59,10 @@ def prepare_tokenizer(tokenizer, chat_template_kwargs: dict | None = None) -> bo
             f"{{%- if {name} is not defined %}}{{%- set {name} = {jinja_literal(value)} %}}{{%- endif %}}"
             for name, value in chat_template_kwargs.items()
         )
-        if not tokenizer.chat_template.startswith(defaults):
-            tokenizer.chat_template = defaults + tokenizer.chat_template
+        templates = tokenizer.chat_template  # a text, or named texts (a default and a tool-use one)
+        named = templates if isinstance(templates, dict) else {None: templates}
+        named = {key: text if text.startswith(defaults) else defaults + text for key, text in named.items()}
+        tokenizer.chat_template = named if isinstance(templates, dict) else named[None]
     return added
 
 
@@ -153,7 +155,7 @@ class TemplateCheck:
 
 def check_template(tokenizer) -> TemplateCheck:
     """The preflight of a prepared tokenizer's chat template (see the module's docstring)."""
-    plain = tokenizer.chat_template.endswith(plain_template(adds_bos(tokenizer)))
+    plain = str(tokenizer.chat_template).endswith(plain_template(adds_bos(tokenizer)))
     check = TemplateCheck(tokenizer.eos_token, end_of_turn(tokenizer), plain=plain)
     check.system_role = accepts_system_messages(tokenizer)
     answer = [*QUESTION, {"role": "assistant", "content": ANSWER}]

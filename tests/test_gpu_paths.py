@@ -314,3 +314,22 @@ def test_plain_text_prompts_get_the_bos_token_and_chat_prompts_have_it_once(tmp_
     plain, chat = encode_prompts(tokenizer, ["What is 2 + 2?", [{"role": "user", "content": "What is 2 + 2?"}]])
     assert plain[0] == bos and plain.count(bos) == 1
     assert chat[0] == bos and chat.count(bos) == 1
+
+
+def test_the_prepared_gpu_check_runs_its_cpu_rehearsal(tmp_path, monkeypatch):
+    """scripts/gpu_check.py runs once when a GPU is lent: its checks must still run against today's code (here
+    the CPU rehearsal of three of them), so that GPU minutes go to measuring, not to fixing the script."""
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent / "scripts"))
+    import gpu_check
+
+    context = gpu_check.Context(tmp_path, budget_seconds=120)
+    results = {
+        name: gpu_check.run_check(context, name) for name in ("packed_equals_padded_sdpa", "ppo_peak_accumulation")
+    }
+    assert results["packed_equals_padded_sdpa"]["status"] == "pass", results
+    assert results["ppo_peak_accumulation"]["status"] == gpu_check.NEEDS_CUDA, results  # ran at tiny shapes
+    assert "| packed_equals_padded_sdpa | pass |" in gpu_check.markdown(
+        {"date": "2026-12-04", "machine": gpu_check.machine(), "total_seconds": 1.0, "checks": results}
+    )
