@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from llmrl.errors import LlmrlError
 
 logger = logging.getLogger("llmrl")
+details = logging.getLogger("llmrl.details")  # the run log only
 
 ANSWER = "llmrl-answer"  # the assistant's words in the conversations the checks render
 QUESTION = [{"role": "user", "content": "What is 2 + 2?"}]
@@ -198,8 +199,9 @@ def ids_of(tokenizer, text: str) -> list[int]:
 
 def preflight(tokenizer, model_name: str, generates: bool, chat_template_kwargs: dict | None = None) -> TemplateCheck:
     """Prepare ``tokenizer`` and check its chat template, once per run: a failed check is an error when the
-    run trains on or generates from the template's turns (``generates``), else a warning; warnings and the
-    summary go to the log."""
+    run trains on or generates from the template's turns (``generates``), else a warning. The summary goes to
+    the console when it says something a user of the model may not expect (an end of turn that is not the eos
+    token, no system role, llmrl's plain template), else to the run log."""
     added = prepare_tokenizer(tokenizer, chat_template_kwargs)
     check = check_template(tokenizer)
     if added:
@@ -218,5 +220,6 @@ def preflight(tokenizer, model_name: str, generates: bool, chat_template_kwargs:
         )
     for warning in check.warnings + (check.errors if not generates else []):
         logger.warning("chat template of %s: %s", model_name, warning)
-    logger.info(check.summary())
+    unusual = check.plain or not check.system_role or check.end_of_turn != tokenizer.eos_token
+    (logger if unusual else details).info(check.summary())
     return check
