@@ -96,6 +96,25 @@ def check_weights(name: str) -> None:
         )
 
 
+def check_model_kind(name: str, policy: bool, trust_remote_code: bool) -> None:
+    """Refuse a model that cannot be trained as asked: a LoRA adapter folder (no model of its own), or a
+    sequence classifier (a reward model) where a method trains a policy (a causal LM)."""
+    folder = Path(resolve_model(name))
+    if (folder / "adapter_config.json").is_file() and not (folder / "config.json").is_file():
+        base = json.loads((folder / "adapter_config.json").read_text()).get("base_model_name_or_path") or "its base"
+        raise LlmrlError(
+            f"{name} is a LoRA adapter (adapter_config.json), not a whole model: merge it into its base first "
+            f"(llmrl merge {name} --output DIR, then --model DIR), or train from {base} with lora.enabled=true"
+        )
+    architectures = getattr(model_config(name, trust_remote_code), "architectures", None) or []
+    if policy and architectures and all(a.endswith("ForSequenceClassification") for a in architectures):
+        raise LlmrlError(
+            f"{name} is a sequence-classification model ({', '.join(architectures)}: a reward model), and this "
+            "method trains a policy (a causal LM): give the policy (e.g. runs/sft/final); a reward model serves "
+            "as rewards=[reward_model:PATH]"
+        )
+
+
 WEIGHT_FILES = ("*.safetensors", "*.bin", "*.safetensors.index.json", "*.bin.index.json")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "spiece.model", "tiktoken.model", "vocab.txt")
 

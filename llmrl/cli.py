@@ -13,7 +13,7 @@ from pathlib import Path
 import typer
 
 from llmrl.config import METHODS, load_config
-from llmrl.errors import LlmrlError, first_line
+from llmrl.errors import LlmrlError, first_line, redact_secrets
 
 app = typer.Typer(
     name="llmrl",
@@ -66,29 +66,34 @@ def reported_errors():
     except KeyboardInterrupt:
         if state["debug"]:
             raise
-        typer.echo("error: interrupted", err=True)
+        say("error: interrupted")
         raise typer.Exit(130) from None
     except LlmrlError as e:
         if state["debug"]:
             raise
         close_progress_bars()
         if os.environ.get("RANK", "0") == "0":  # every process of a distributed run has the same mistake to report
-            typer.echo(f"error: {e}", err=True)
+            say(f"error: {e}")
         raise typer.Exit(getattr(e, "exit_code", 2)) from None  # a run stopped by a signal: 130 or 143
     except Exception as e:
         if state["debug"]:
             raise
         close_progress_bars()
         if type(e).__name__ == "OutOfMemoryError":  # torch's; named here so that the CLI need not import torch
-            typer.echo(f"error: out of GPU memory ({first_line(e)}); {OUT_OF_MEMORY_REMEDIES}", err=True)
+            say(f"error: out of GPU memory ({first_line(e)}); {OUT_OF_MEMORY_REMEDIES}")
         elif isinstance(e, PermissionError) and e.filename:
-            typer.echo(f"error: permission denied on {e.filename}: make it writable or choose another path", err=True)
+            say(f"error: permission denied on {e.filename}: make it writable or choose another path")
             raise typer.Exit(2) from None
         elif isinstance(e, OSError) and e.filename and e.strerror:
-            typer.echo(f"error: {e.strerror}: {e.filename} (rerun with --debug for the traceback)", err=True)
+            say(f"error: {e.strerror}: {e.filename} (rerun with --debug for the traceback)")
         else:
-            typer.echo(f"error: {type(e).__name__}: {first_line(e)} (rerun with --debug for the traceback)", err=True)
+            say(f"error: {type(e).__name__}: {first_line(e)} (rerun with --debug for the traceback)")
         raise typer.Exit(1) from None
+
+
+def say(line: str) -> None:
+    """One line on stderr, without credentials (a URL's user:password@, anything shaped like an API key)."""
+    typer.echo(redact_secrets(line), err=True)
 
 
 OUT_OF_MEMORY_REMEDIES = (
@@ -159,7 +164,7 @@ def train(
             print_explained_config(cfg)
             return
         if print_config:
-            typer.echo(cfg.to_yaml(), nl=False)
+            typer.echo(redact_secrets(cfg.to_yaml()), nl=False)  # (an api:URL's credentials are never shown)
             return
         if explain:
             raise LlmrlError("--explain goes with --print-config")
@@ -179,7 +184,7 @@ def print_explained_config(cfg) -> None:
         shown = json.dumps(value, default=str)
         if value != default:
             shown += f" (default {json.dumps(default, default=str)})"
-        typer.echo(f"{key} = {shown}" + (f"  # {note}" if note else ""))
+        typer.echo(redact_secrets(f"{key} = {shown}" + (f"  # {note}" if note else "")))
 
 
 @app.command("init-model")
@@ -407,7 +412,10 @@ def data_inspect(
         from rich.console import Console
         from rich.markup import escape
 
+        from llmrl.console import setup_console_logging
         from llmrl.data.prepare import inspect_dataset
+
+        setup_console_logging()  # datasets' and transformers' bars and messages off the screen
 
         report, segments = inspect_dataset(cfg, METHOD_KINDS[method])
         out = Console(highlight=False, soft_wrap=True)
@@ -424,6 +432,8 @@ def data_inspect(
             out.print(f"  dropped {rows}: {escape(reason)}")
         for note, rows in report.notes.items():
             out.print(f"  {escape(note)} ({rows} messages)")
+        for column in report.unread:
+            out.print(f"  [bold red]unread:[/] {escape(report.unread_note(column))}")
         for name, lengths in (("prompt", report.prompt_lengths), ("full", report.total_lengths)):
             out.print(f"[bold]tokens[/]      {name:<6} " + "  ".join(f"{k} {v}" for k, v in lengths.items()))
         out.print(f"[bold]max_length[/]  {report.max_length} ({escape(report.max_length_note)})")

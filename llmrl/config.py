@@ -11,6 +11,7 @@ import dataclasses
 import functools
 import math
 import os
+import re
 import types
 import typing
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ LR_SCHEDULERS = (  # transformers' SchedulerType values that need no extra argum
     "warmup_stable_decay",
 )
 QUANTIZE = ("4bit", "8bit")
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # an environment variable's name
 VLLM_MODES = ("colocate", "server")
 # TRL / transformers argument names a user may type that no llmrl key passes on as is, and what llmrl calls
 # them (the names that keys do pass on are read from their metadata: trl_names below)
@@ -168,6 +170,12 @@ class ApiOptions:
     )
 
     def __post_init__(self):
+        if self.key_env is not None and not ENV_NAME.fullmatch(self.key_env):  # never echoed: it may be the key
+            raise LlmrlError(
+                "api.key_env is not the name of an environment variable (letters, digits and _, e.g. "
+                "NVIDIA_API_KEY): it names the variable that holds the API key, not the key itself; put the key "
+                "in .env (NVIDIA_API_KEY=...) and set api.key_env to that name"
+            )
         check(self.timeout > 0, "api.timeout", self.timeout, "> 0")
         check(self.max_retries >= 0, "api.max_retries", self.max_retries, ">= 0")
         check(self.backoff >= 0, "api.backoff", self.backoff, ">= 0")
@@ -559,6 +567,8 @@ def _convert(value: Any, kind: Any, name: str) -> Any:
         key_kind, value_kind = typing.get_args(kind)
         return {_convert(k, key_kind, name): _convert(v, value_kind, f"{name}.{k}") for k, v in value.items()}
     if typing.get_origin(kind) is list:
+        if isinstance(value, dict):
+            raise LlmrlError(f"invalid {name}: {value!r} (expected a list, e.g. {name}=[a, b], or one value)")
         items = value if isinstance(value, list) else [value]
         return [_convert(item, typing.get_args(kind)[0], name) for item in items]
     return value

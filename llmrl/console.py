@@ -11,6 +11,8 @@
 Light to import: rich only.
 """
 
+import contextlib
+import io
 import logging
 import os
 import sys
@@ -20,6 +22,8 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.logging import RichHandler
+
+from llmrl.errors import redact_secrets
 
 console = Console(stderr=True, highlight=False)
 LOGGERS = (
@@ -70,6 +74,18 @@ class StderrHandler(logging.StreamHandler):
         pass
 
 
+class RedactSecrets(logging.Filter):
+    """Every record llmrl shows or writes, without credentials (``llmrl.errors.redact_secrets``): a URL's
+    user:password@, anything shaped like an API key."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = redact_secrets(message)
+        if redacted != message:
+            record.msg, record.args = redacted, ()
+        return True
+
+
 class PlainFormatter(logging.Formatter):
     def __init__(self):
         super().__init__("%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
@@ -86,6 +102,7 @@ def setup_console_logging() -> None:
             handler = StderrHandler()
             handler.setFormatter(PlainFormatter())
         handler.llmrl_console = True
+        handler.addFilter(RedactSecrets())
         logger.addHandler(handler)
     handler = next(h for h in logger.handlers if getattr(h, "llmrl_console", False))
     handler.setLevel(LEVELS[log_level()])
@@ -114,6 +131,9 @@ def quiet_third_party(console_handler: logging.Handler) -> None:
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
     os.environ.setdefault("WANDB_SILENT", "true")
     os.environ.setdefault("TQDM_DISABLE", "1")  # any other tqdm bar (e.g. weight loading, shard writing)
+    if os.environ.get("WANDB_MODE") == "offline" and "transformers.integrations.integration_utils" not in sys.modules:
+        with contextlib.redirect_stdout(io.StringIO()):  # it prints "Running in WANDB offline mode" when imported
+            import transformers.integrations.integration_utils  # noqa: F401
     for module, call in (("datasets.utils.logging", "disable_progress_bar"),):
         if module in sys.modules:
             getattr(sys.modules[module], call)()
@@ -131,6 +151,7 @@ def log_to_file(path: Path, names: tuple[str, ...] = LOGGERS):
     libraries' it trains with, warnings included) into ``path``."""
     handler = logging.FileHandler(path)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RedactSecrets())
     handler.setLevel(logging.INFO)
     loggers = [logging.getLogger(name) for name in names]
     for logger in loggers:

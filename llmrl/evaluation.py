@@ -15,11 +15,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from llmrl import generation, trl_args
-from llmrl.builtin import resolve_model
 from llmrl.config import TrainingConfig
 from llmrl.data import prepare_dataset
-from llmrl.errors import LlmrlError, loading_failed
-from llmrl.loading import load_tokenizer
+from llmrl.errors import LlmrlError, redact_secrets
+from llmrl.loading import from_pretrained, load_tokenizer
 from llmrl.memory import free_memory
 from llmrl.reward_specs import parse_spec
 from llmrl.rewards import build_reward_function, completion_text
@@ -91,7 +90,7 @@ def evaluate_all(cfg: TrainingConfig, settings: EvalSettings, comparisons: list[
             "name": comparison.name,
             "model": comparison.model,
             "reference": comparison.reference,
-            "judge": settings.judge,
+            "judge": redact_secrets(settings.judge),
             "dataset": cfg.dataset,
             "split": cfg.split,
             "num_prompts": len(prompts),
@@ -153,7 +152,6 @@ def generate(model_name: str, prompts: list, settings: EvalSettings, cfg: Traini
     import torch
     from transformers import AutoModelForCausalLM, set_seed
 
-    path = resolve_model(model_name)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = (
         torch.bfloat16
@@ -162,10 +160,8 @@ def generate(model_name: str, prompts: list, settings: EvalSettings, cfg: Traini
     )
     trusted = cfg.trusts_code_of(model_name)
     tokenizer = load_tokenizer(cfg, model_name, strict=False)  # rendered as training renders (llmrl.chat_template)
-    try:
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, trust_remote_code=trusted)
-    except (OSError, ValueError) as e:
-        raise loading_failed(f"could not load model '{model_name}' for evaluation", e, model_name) from e
+    what = f"could not load model '{model_name}' for evaluation"
+    model = from_pretrained(AutoModelForCausalLM, model_name, what, dtype=dtype, trust_remote_code=trusted)
     model.to(device).eval()
     set_seed(cfg.seed)
     responses, token_ids = generation.generate(
@@ -254,7 +250,7 @@ def write_outputs(output_dir: Path, results: dict, prompts, responses, scores) -
         )
     for name, text in (
         ("samples.jsonl", "\n".join(lines) + "\n"),
-        ("results.json", json.dumps(results, indent=2) + "\n"),
+        ("results.json", redact_secrets(json.dumps(results, indent=2)) + "\n"),  # its settings name the judge
     ):
         staging = output_dir / f".{name}.tmp"
         staging.write_text(text)

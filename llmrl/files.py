@@ -40,12 +40,34 @@ def check_utf8(path: Path, what: str) -> None:
 
 
 def not_utf8(what: str, path: Path, before: bytes, byte: int, lines_before: int = 0) -> LlmrlError:
+    with path.open("rb") as f:
+        start = f.read(4096)
+    if is_utf16(start):
+        return LlmrlError(
+            f"{what} {path} is UTF-16 text, not UTF-8; save it as UTF-8 "
+            f"(e.g. iconv -f utf-16 -t utf-8 {path.name} > fixed{path.suffix})"
+        )
     line = lines_before + before.count(b"\n") + 1
     column = len(before) - (before.rfind(b"\n") + 1) + 1
     return LlmrlError(
         f"{what} {path} is not UTF-8 text: line {line}, column {column} has byte 0x{byte:02x}; save it as UTF-8 "
-        f"(e.g. iconv -f latin1 -t utf-8 {path.name} > fixed{path.suffix})"
+        f"(e.g. iconv -f latin1 -t utf-8 {path.name} > fixed{path.suffix}, if it is Latin-1)"
     )
+
+
+def is_utf16(start: bytes) -> bool:
+    """Whether a file's first bytes are UTF-16 text (Windows' "Unicode"): they decode as UTF-16 (after a
+    byte-order mark, or little-endian with a zero byte beside each ASCII one), and a third of the characters
+    at least are ASCII (the punctuation of JSON, CSV and YAML), which binary data is not."""
+    start = start[: len(start) // 2 * 2]
+    if start[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        encoding = "utf-16"
+    elif start[1:4:2] == b"\0\0":
+        encoding = "utf-16-le"
+    else:
+        return False
+    text = start.decode(encoding, errors="replace")  # (the read may cut a character in two at its end)
+    return len(text) > 0 and sum(c.isascii() and (c.isprintable() or c.isspace()) for c in text) >= len(text) / 3
 
 
 def looks_like_path(name: str) -> bool:

@@ -102,16 +102,31 @@ def load_model(cfg: TrainingConfig, tokenizer, model_class=None, model: str | No
         )
         kwargs["device_map"] = {"": PartialState().local_process_index}
     set_seed(cfg.seed)  # new weights (a reward model's score head, a value head) are the same in every run
-    try:
-        loaded = model_class.from_pretrained(resolve_model(name), **kwargs)
-    except (OSError, ValueError) as e:
-        raise loading_failed(f"could not load model '{name}' as {model_class.__name__}", e, name) from e
+    loaded = from_pretrained(model_class, name, f"could not load model '{name}' as {model_class.__name__}", **kwargs)
+    embeddings = loaded.get_input_embeddings().num_embeddings
+    if len(tokenizer) > embeddings and not (cfg.method == "sft" and cfg.sft.chat_template_path and model is None):
+        raise LlmrlError(
+            f"the tokenizer of '{name}' has {len(tokenizer)} tokens and the model's embeddings {embeddings}: they "
+            "were not saved together (a token past the embeddings would fail); use the tokenizer saved with it"
+        )
     if hardware.liger:
         apply_liger_kernels(loaded)
     if getattr(loaded, "generation_config", None) is not None and loaded.can_generate():
         loaded.generation_config.eos_token_id = end_token_ids(tokenizer, loaded.generation_config)
         loaded.generation_config.pad_token_id = tokenizer.pad_token_id
     return loaded
+
+
+def from_pretrained(model_class, name: str, what: str, **kwargs):
+    """``model_class.from_pretrained`` of the model ``name`` (hub name, folder or builtin:PRESET), its failures
+    one clear error starting with ``what``: a missing or unreadable model, code it ships that is not trusted,
+    a damaged weights file (safetensors' own error type)."""
+    try:
+        return model_class.from_pretrained(resolve_model(name), **kwargs)
+    except Exception as e:
+        if not isinstance(e, (OSError, ValueError)) and type(e).__name__ != "SafetensorError":
+            raise
+        raise loading_failed(what, e, name) from e
 
 
 def fp32_trainable_weights(model) -> int:

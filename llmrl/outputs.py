@@ -7,6 +7,8 @@ import json
 import subprocess
 from pathlib import Path
 
+from llmrl.errors import redact_secrets
+
 PACKAGES = ("llmrl", "torch", "transformers", "trl", "datasets", "peft", "accelerate")  # recorded per run
 PPO_STATE = "ppo_state.json"  # what PPO's checkpoints hold in place of the Trainer's trainer_state.json
 CHECKPOINT_MARKERS = ("trainer_state.json", PPO_STATE)  # written last: a checkpoint without one is partial
@@ -17,13 +19,19 @@ def complete_checkpoints(output_dir: Path) -> list[Path]:
     saving leaves a folder without its state file; resuming never picks that one."""
     found = [p for p in output_dir.glob("checkpoint-*") if p.name.removeprefix("checkpoint-").isdigit()]
     complete = [p for p in found if any((p / marker).is_file() for marker in CHECKPOINT_MARKERS)]
-    return sorted(complete, key=lambda p: int(p.name.removeprefix("checkpoint-")))
+    return sorted(complete, key=checkpoint_step)
+
+
+def checkpoint_step(checkpoint: Path) -> int:
+    """The optimizer step a checkpoint-N folder was saved at."""
+    return int(checkpoint.name.removeprefix("checkpoint-"))
 
 
 def write_json(path: Path, data: dict) -> None:
-    """Write ``data`` as JSON through a temporary file, so that ``path`` is never half-written."""
+    """Write ``data`` as JSON through a temporary file, so that ``path`` is never half-written, and without
+    credentials (a URL's user:password@, anything shaped like an API key: ``redact_secrets``)."""
     staging = path.with_name(f".{path.name}.tmp")
-    staging.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    staging.write_text(redact_secrets(json.dumps(data, indent=2, default=str)) + "\n")
     staging.replace(path)
 
 

@@ -15,6 +15,7 @@ Specs are read by ``llmrl.reward_specs.parse_spec``. Heavy libraries are importe
 built.
 """
 
+import base64
 import importlib
 import json
 import logging
@@ -24,12 +25,14 @@ import re
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from llmrl.builtin import resolve_model
-from llmrl.errors import LlmrlError, first_line
+from llmrl.errors import LlmrlError, first_line, redact_secrets
+from llmrl.loading import from_pretrained
 from llmrl.reward_specs import parse_spec
 
 logger = logging.getLogger("llmrl")
@@ -205,8 +208,9 @@ class RewardModelReward:
         self.device = PartialState().device
         bf16 = self.device.type == "cuda" and torch.cuda.is_bf16_supported(including_emulation=False)
         dtype = torch.bfloat16 if bf16 else torch.float32
-        self.model = AutoModelForSequenceClassification.from_pretrained(
-            path, dtype=dtype, trust_remote_code=trust_remote_code
+        what = f"reward model '{name}' could not be loaded"
+        self.model = from_pretrained(
+            AutoModelForSequenceClassification, name, what, dtype=dtype, trust_remote_code=trust_remote_code
         ).to(self.device)
         self.model.config.pad_token_id = self.tokenizer.pad_token_id
         self.model.eval()
@@ -254,25 +258,32 @@ class ApiReward:
     (NVIDIA's Nemotron reward models answer ``reward:<score>``); with ``api.prompt_template`` a generative judge
     gets one user message instead. The score is the number after ``reward:`` or else the last number in the
     reply. Requests run ``api.concurrency`` at a time, each retried with exponential backoff on timeouts,
-    connection errors, 429 and 5xx. The key is read from ``$<api.key_env>`` and sent only in the header.
+    connection errors, 429 and 5xx. The key is read from ``$<api.key_env>`` and sent only in the header; a
+    URL's ``user:password@`` is sent as HTTP basic authentication, and never shown.
     """
 
     __name__ = "api"
 
     def __init__(self, url: str, options):
         if not url.startswith(("http://", "https://")):
-            raise LlmrlError(f"api reward URL must start with http:// or https://, got '{url}'")
+            raise LlmrlError(f"api reward URL must start with http:// or https://, got '{redact_secrets(url)}'")
         if not options.model:
             raise LlmrlError("the api reward needs the served model's name: set api.model=NAME")
-        self.key = None
-        if options.key_env:
-            self.key = os.environ.get(options.key_env)
-            if not self.key:
+        parts = urllib.parse.urlsplit(url.rstrip("/"))
+        self.authorization = None
+        if parts.username is not None:  # the URL's credentials: basic authentication, and out of the endpoint
+            credentials = f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}"
+            self.authorization = "Basic " + base64.b64encode(credentials.encode()).decode()
+            parts = parts._replace(netloc=parts.netloc.rpartition("@")[2])
+        elif options.key_env:
+            key = os.environ.get(options.key_env)
+            if not key:
                 raise LlmrlError(
                     f"the api reward needs an API key in the environment variable {options.key_env}: set it "
                     "(for example in .env), or set api.key_env to the variable that holds it"
                 )
-        url = url.rstrip("/")
+            self.authorization = f"Bearer {key}"
+        url = urllib.parse.urlunsplit(parts)
         self.endpoint = url if url.endswith("/chat/completions") else url + "/chat/completions"
         self.options = options
 
@@ -301,8 +312,8 @@ class ApiReward:
 
     def post(self, body: dict[str, Any]) -> dict:
         headers = {"Content-Type": "application/json"}
-        if self.key:
-            headers["Authorization"] = f"Bearer {self.key}"
+        if self.authorization:
+            headers["Authorization"] = self.authorization
         data = json.dumps(body).encode()
         attempts = self.options.max_retries + 1
         for attempt in range(attempts):

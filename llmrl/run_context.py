@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from llmrl.errors import LlmrlError
 from llmrl.hardware import detect_hardware
 from llmrl.interrupt import StopOnSignal, TrainingInterrupted
-from llmrl.outputs import complete_checkpoints, write_json
+from llmrl.outputs import checkpoint_step, complete_checkpoints, write_json
 from llmrl.trl_args import tracker_project
 
 if TYPE_CHECKING:
@@ -63,7 +63,7 @@ class RunContext:
                 logger.warning("removing %s: the process stopped while writing it", partial)
                 shutil.rmtree(partial)
             logger.info("resuming from %s", checkpoint)
-            self.metrics.keep_up_to(int(checkpoint.name.split("-")[-1]))
+            self.metrics.keep_up_to(checkpoint_step(checkpoint))
         return checkpoint
 
     def interrupted(self) -> TrainingInterrupted:

@@ -12,11 +12,11 @@ import sys
 import time
 from pathlib import Path
 
-from llmrl.builtin import check_weights, resolve_model
+from llmrl.builtin import check_model_kind, check_weights, resolve_model
 from llmrl.config import TrainingConfig
 from llmrl.console import log_to_file, setup_console_logging
 from llmrl.data import local_path
-from llmrl.errors import LlmrlError, first_line
+from llmrl.errors import LlmrlError, first_line, redact_secrets
 from llmrl.hardware import detect_hardware
 from llmrl.interrupt import TrainingInterrupted
 from llmrl.memory import free_memory
@@ -119,6 +119,7 @@ def check_inputs(cfg: TrainingConfig) -> None:
     local_path(cfg.dataset)
     detect_hardware(cfg)  # fp16 or QLoRA without CUDA fail here, not after the data is prepared
     check_weights(resolve_model(cfg.model))
+    check_model_kind(cfg.model, cfg.method_spec.policy, cfg.trusts_code_of(cfg.model))
     if cfg.trl:
         check_trl_keys(cfg, trl_config_class(cfg))  # fields llmrl sets per method are checked when built
 
@@ -180,7 +181,7 @@ def resume_changes(cfg: TrainingConfig, output_dir: Path) -> list[str]:
     for key, old, new in config_differences(flatten(recorded), flatten(cfg.to_dict())):
         if not applies_to(key, cfg.method):
             continue
-        change = f"{key} {old!r} -> {new!r}"
+        change = f"{key} {shown_value(old)} -> {shown_value(new)}"
         (allowed if key in RESUMABLE or key.split(".")[0] in RESUMABLE else refused).append(change)
     if refused:
         raise LlmrlError(
@@ -188,6 +189,11 @@ def resume_changes(cfg: TrainingConfig, output_dir: Path) -> list[str]:
             "run's settings, or start a new run (another --output-dir, or --overwrite)"
         )
     return allowed
+
+
+def shown_value(value) -> str:
+    """A config value in a message: None is the key left unset (the method's default), not the word None."""
+    return "unset (the default)" if value is None else repr(value)
 
 
 def applies_to(key: str, method: str) -> bool:
@@ -210,6 +216,7 @@ def same_value(value):
     if isinstance(value, list):
         return [same_value(v) for v in value]
     if isinstance(value, str):
+        value = redact_secrets(value)  # as run_info.json recorded it
         prefix = "reward_model:" if value.startswith("reward_model:") else ""
         path = value.removeprefix(prefix)
         if path and os.path.exists(path):

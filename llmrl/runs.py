@@ -27,21 +27,33 @@ class RunRow:
 
 
 def list_runs(root: Path) -> list[RunRow]:
-    """The runs in ``root`` (each folder with a run_info.json), newest first."""
+    """The runs in ``root`` (each folder with a run_info.json), newest first; one whose run_info.json cannot
+    be read is listed as unreadable, never left out."""
     rows = []
     for folder in sorted(Path(root).iterdir()) if Path(root).is_dir() else []:
+        if not (folder / "run_info.json").is_file():
+            continue
         info = read_info(folder)
         if info is None:
+            rows.append(unreadable_row(folder))
             continue
         rows.append(pipeline_row(folder, info) if "pipeline" in info else single_row(folder, info))
     return sorted(rows, key=lambda row: row.started, reverse=True)
 
 
 def read_info(folder: Path) -> dict | None:
+    """The run's run_info.json, or None when it is missing, not JSON or not an object."""
     try:
-        return json.loads((folder / "run_info.json").read_text())
+        info = json.loads((folder / "run_info.json").read_text())
     except (OSError, ValueError):
         return None
+    return info if isinstance(info, dict) else None
+
+
+def unreadable_row(folder: Path) -> RunRow:
+    """A run whose run_info.json is damaged (a disk filled up, a hand edit): listed, saying so."""
+    started = datetime.datetime.fromtimestamp((folder / "run_info.json").stat().st_mtime).astimezone().isoformat()
+    return RunRow(folder.name, "?", "unreadable run_info.json", "", "", "", None, started)
 
 
 def single_row(folder: Path, info: dict) -> RunRow:

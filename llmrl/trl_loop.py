@@ -16,6 +16,7 @@ from transformers.trainer_callback import ProgressCallback as TqdmProgress
 
 from llmrl.console import Progress
 from llmrl.loading import fp32_trainable_weights
+from llmrl.outputs import checkpoint_step
 from llmrl.run_context import RunContext, ShardRecord, write_ranks_file
 
 logger = logging.getLogger("llmrl")
@@ -33,6 +34,14 @@ def train_and_save(trainer, run: RunContext) -> Path:
         trainer.remove_callback(bar)
     trainer.add_callback(progress := ProgressCallback(run))
     trainer.data_collator = shard = ShardRecord(trainer.data_collator)
+    if checkpoint and 0 < trainer.args.max_steps <= checkpoint_step(checkpoint):
+        logger.info(  # transformers' loop would take one step more, and write one more checkpoint
+            "%s is at max_steps %d already: nothing to train (a larger --max-steps trains further)",
+            checkpoint,
+            trainer.args.max_steps,
+        )
+        trainer._load_from_checkpoint(str(checkpoint))
+        return save_final(trainer, run.output_dir)  # (final/ may be missing: the run was killed writing it)
     try:
         with run.stop:
             trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)

@@ -243,6 +243,62 @@ CASES = [
         ["API key", MISSING_KEY],
         "grpo-api-key-missing",
     ),
+    # secrets (issue 30): a URL's credentials and a key given where a variable's name belongs are never echoed
+    case(
+        [*EVAL, "--judge", "api:http://user:PASSWORD@127.0.0.1:{port}/v1", *API, "--set", "api.key_env=null"],
+        ["no answer", "from http://127.0.0.1:{port}/v1"],  # the credentials go as basic auth, never shown
+        "eval-judge-url-with-credentials",
+    ),
+    case(
+        [*GRPO, "--set", "rewards=[api:https://user:PASSWORD@127.0.0.1:{port}/v1]", *API],
+        ["no answer", "from https://127.0.0.1:{port}/v1"],
+        "grpo-reward-url-with-credentials",
+    ),
+    case(
+        [*EVAL, "--judge", f"api:{CLOSED_URL}", *API, "--set", "api.key_env=sk-PASSWORDPASSWORDPASSWORD"],
+        ["api.key_env", "not the name of an environment variable", "not the key itself"],
+        "api-key-given-as-key-env",
+    ),
+    # models that cannot be trained as asked (issue 30)
+    case(
+        [*SFT, "--model", "{models}/adapter"],
+        ["adapter", "LoRA adapter", "llmrl merge", "lora.enabled=true"],
+        "model-is-a-lora-adapter",
+    ),
+    case(
+        [*SFT, "--model", "{models}/reward-model"],
+        ["reward-model", "sequence-classification", "LlamaForSequenceClassification", "policy"],
+        "policy-is-a-reward-model",
+    ),
+    case(
+        [*SFT, "--model", "{models}/big-tokenizer"],
+        ["big-tokenizer", "tokenizer", "tokens", "embeddings"],
+        "tokenizer-larger-than-the-embeddings",
+    ),
+    case(
+        [*SFT, "--model", "{models}/truncated"],
+        ["truncated", "damaged or incomplete"],
+        "weights-file-truncated",
+    ),
+    # files and values (issue 30)
+    case([*TRAIN, "--dataset", "{tmp}/header_only.csv"], ["header_only.csv", "header", "no rows"], "csv-header-only"),
+    case([*TRAIN, "--dataset", "{tmp}/utf16.jsonl"], ["utf16.jsonl", "UTF-16", "iconv -f utf-16"], "dataset-utf16"),
+    case(
+        [*TRAIN, "--method", "dpo", "--dataset", "{tmp}/no_prompt.jsonl"],
+        ["no rows left", "no prompt", "columns chosen, rejected", "data.columns.prompt"],
+        "pairs-without-a-prompt",
+    ),
+    case([*SFT, "--set", "report_to={{a: b}}"], ["report_to", "expected a list"], "dict-for-a-list"),
+    case(
+        [*TRAIN, "--method", "dpo", "--dataset", "{tmp}/unpaired.jsonl"],
+        ["no preference schema", "label", "unpaired data", "kto"],
+        "unpaired-data-for-dpo",
+    ),
+    case(
+        [*TRAIN, "--dataset", "{tmp}/narrator.jsonl"],
+        ["row 1", "role 'narrator'", "user, assistant, system"],
+        "unknown-role",
+    ),
     # options that need a CUDA GPU
     case([*SFT, "--set", "precision=fp16"], ["precision=fp16", "CUDA"], "fp16-on-cpu", cpu_only=True),
     case(
@@ -304,10 +360,42 @@ def bad_inputs(tmp_path, monkeypatch) -> dict[str, str]:
         (tmp_path / folder).mkdir()
         for name in files:
             shutil.copy(tiny / name, tmp_path / folder / name)
+    (tmp_path / "header_only.csv").write_text("prompt,completion\n")
+    (tmp_path / "utf16.jsonl").write_bytes((json.dumps(good) + "\n").encode("utf-16"))
+    (tmp_path / "no_prompt.jsonl").write_text(json.dumps({"chosen": "4", "rejected": "5"}) + "\n")
+    unpaired = {"prompt": "1+1?", "completion": "2", "label": True}
+    (tmp_path / "unpaired.jsonl").write_text(json.dumps(unpaired) + "\n")
+    narrator = {"messages": [{"role": "narrator", "content": "Once"}, {"role": "assistant", "content": "2"}]}
+    (tmp_path / "narrator.jsonl").write_text(json.dumps(narrator) + "\n")
     with socket.socket() as s:  # a port nothing listens on once the socket is closed
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     return {"tmp": str(tmp_path), "out": str(tmp_path / "out"), "port": str(port)}
+
+
+@pytest.fixture(scope="session")
+def unusable_models(tmp_path_factory) -> Path:
+    """Model folders that cannot be trained as a policy: a LoRA adapter, a reward model, a tokenizer larger
+    than its model's embeddings, a weights file cut short."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+
+    root = tmp_path_factory.mktemp("unusable-models")
+    tiny = ensure_builtin("tiny")
+    tokenizer = AutoTokenizer.from_pretrained(tiny)
+    adapter = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny), LoraConfig(r=2, target_modules=["q_proj"]))
+    adapter.save_pretrained(root / "adapter")
+    tokenizer.save_pretrained(root / "adapter")
+    AutoModelForSequenceClassification.from_pretrained(tiny, num_labels=1).save_pretrained(root / "reward-model")
+    tokenizer.save_pretrained(root / "reward-model")
+    shutil.copytree(tiny, root / "big-tokenizer")
+    bigger = AutoTokenizer.from_pretrained(tiny)
+    bigger.add_tokens([f"<new_{i}>" for i in range(64)])
+    bigger.save_pretrained(root / "big-tokenizer")
+    shutil.copytree(tiny, root / "truncated")
+    weights = root / "truncated" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    return root
 
 
 def fill(templates: list, values: dict[str, str]) -> list:
@@ -353,13 +441,15 @@ def assert_one_clear_line(result, words: list) -> str:
 
 
 @pytest.mark.parametrize("args, words, existing, cpu_only", CASES)
-def test_bad_input_is_one_clear_line_and_nothing_written(args, words, existing, cpu_only, bad_inputs, tiny_model_path):
+def test_bad_input_is_one_clear_line_and_nothing_written(
+    args, words, existing, cpu_only, bad_inputs, tiny_model_path, unusable_models
+):
     if cpu_only:
         import torch
 
         if torch.cuda.is_available():
             pytest.skip("a CUDA GPU honours this option")
-    values = {**bad_inputs, "tiny": str(tiny_model_path)}
+    values = {**bad_inputs, "tiny": str(tiny_model_path), "models": str(unusable_models)}
     out = Path(values["out"])
     argv = fill(args, values)
     if existing:
@@ -370,6 +460,7 @@ def test_bad_input_is_one_clear_line_and_nothing_written(args, words, existing, 
     result = runner.invoke(app, argv)
 
     assert_one_clear_line(result, fill(words, values))
+    assert "PASSWORD" not in result.output  # no credential is ever echoed
     if existing:
         assert snapshot(out) == before, "the earlier run in the output folder was changed"
     else:
@@ -477,3 +568,46 @@ def test_a_tracker_that_is_not_installed_is_refused_for_every_method(bad_inputs,
     args = [*fill(TRAIN, bad_inputs), "--method", method, "--dataset", data, "--set", f"report_to=[{tracker}]"]
     assert_one_clear_line(runner.invoke(app, [*args, "--set", "rewards=[length]"] if method == "ppo" else args), words)
     assert not Path(bad_inputs["out"]).exists()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Runs that vanish or mislead, console noise, files read as they are (issue 30)
+
+
+def test_a_run_with_a_damaged_run_info_is_listed_as_unreadable(tmp_path):
+    (tmp_path / "runs" / "broken").mkdir(parents=True)
+    (tmp_path / "runs" / "broken" / "run_info.json").write_text('{"status": "comple')  # a disk that filled up
+    result = runner.invoke(app, ["runs", str(tmp_path / "runs")])
+    assert result.exit_code == 0, result.output
+    assert "broken" in result.output and "unreadable run_info.json" in result.output
+
+
+def test_resume_at_max_steps_trains_and_writes_nothing_more_and_a_refusal_says_unset(tmp_path, chat_jsonl):
+    """A run resumed to the max_steps it reached has nothing to train (transformers would take one more step
+    and write checkpoint-3); a refused change shows an unset key as unset, not as None."""
+    out = tmp_path / "run"
+    args = ["train", "--model", "builtin:tiny", "--dataset", str(chat_jsonl), "--output-dir", str(out)]
+    assert runner.invoke(app, [*args, "--max-steps", "2", "--set", "save_steps=1"]).exit_code == 0
+    again = runner.invoke(app, [*args, "--max-steps", "2", "--set", "save_steps=1", "--resume"])
+    assert again.exit_code == 0 and "at max_steps 2 already: nothing to train" in again.output, again.output
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-1", "checkpoint-2"]
+    changed = runner.invoke(app, [*args, "--max-steps", "3", "--set", "learning_rate=1e-3", "--resume"])
+    assert_one_clear_line(changed, ["learning_rate unset (the default) -> 0.001"])
+    shutil.rmtree(out / "final")  # killed while writing final/: resuming writes it from the last checkpoint
+    finished = runner.invoke(app, [*args, "--max-steps", "2", "--set", "save_steps=1", "--resume"])
+    assert finished.exit_code == 0, finished.output
+    assert (out / "final").is_dir() and not (out / "checkpoint-3").exists()
+
+
+def test_no_third_party_noise_on_the_console(tmp_path, monkeypatch, chat_jsonl):
+    """data inspect shows no datasets progress bars; a run with WANDB_MODE=offline (from .env) but without W&B
+    prints no "Running in WANDB offline mode" (transformers prints it when imported)."""
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    command = [sys.executable, "-m", "llmrl", "data", "inspect", "--dataset", str(chat_jsonl)]
+    inspect = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert inspect.returncode == 0, inspect.stderr
+    assert "examples/s" not in inspect.stderr + inspect.stdout and "Generating" not in inspect.stderr
+    train = [sys.executable, "-m", "llmrl", "train", "--model", "builtin:tiny", "--dataset", str(chat_jsonl)]
+    run = subprocess.run([*train, "--max-steps", "1"], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert "WANDB" not in run.stdout + run.stderr

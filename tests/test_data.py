@@ -335,6 +335,124 @@ def test_language_is_compared_without_case_and_drops_say_why(prepare):
 
 
 # ---------------------------------------------------------------------------------------------------------
+# Public schemas read as they are (issue 30): each normalized for every kind of data it can serve
+
+ALPACA = {"instruction": "Add 2 and 2.", "input": "Show the sum.", "output": "4"}
+DOLLY = {
+    "instruction": "Who wrote it?",
+    "context": "Hamlet is by Shakespeare.",
+    "response": "Shakespeare",
+    "category": "qa",
+}
+METAMATH = {"query": "What is 2+2?", "response": "2+2=4. The answer is: 4", "type": "GSM_Rephrased"}
+NUMINA = {"problem": "Find x if x+1=3.", "solution": "x = \\boxed{2}", "source": "amc"}
+CAPYBARA = {"source": "s", "conversation": [{"input": "Hi", "output": "Hello"}, {"input": "2+2?", "output": "4"}]}
+ORCA = {"system": "You are helpful.", "question": "2+2?", "chosen": "4", "rejected": "5"}
+ULTRAFEEDBACK_RAW = {
+    "source": "s",
+    "instruction": "2+2?",
+    "completions": [
+        {"response": "4", "overall_score": 9.0},
+        {"response": "5", "overall_score": 2.0},
+        {"response": "four", "overall_score": 7.0},
+    ],
+}
+NECTAR = {
+    "prompt": "\n\nHuman: 2+2?\n\nAssistant:",
+    "answers": [{"answer": "4", "rank": 1}, {"answer": "5", "rank": 3}, {"answer": "four", "rank": 2}],
+    "turns": 1,
+}
+PKU = {"prompt": "2+2?", "response_0": "5", "response_1": "4", "better_response_id": 1, "safer_response_id": 0}
+SHP = {"history": "2+2?", "human_ref_A": "4", "human_ref_B": "5", "labels": 1, "score_A": 10}
+QUESTION = [U("2+2?")]
+ANSWER = {"prompt": QUESTION, "completion": [A("4")]}  # SFT rows of the 2+2 schemas; PAIR above: preference
+ALPACA_PROMPT = [U("Add 2 and 2.\n\nShow the sum.")]
+DOLLY_PROMPT = [U("Who wrote it?\n\nHamlet is by Shakespeare.")]
+ORCA_PROMPT = [S("You are helpful."), *QUESTION]
+
+
+@pytest.mark.parametrize(
+    "row, kind, expected, schema",
+    [
+        (ALPACA, "sft", {"prompt": ALPACA_PROMPT, "completion": [A("4")]}, "Alpaca"),
+        (ALPACA, "prompt", {"prompt": ALPACA_PROMPT, "output": "4"}, "Alpaca"),
+        ({**ALPACA, "input": ""}, "sft", {"prompt": [U("Add 2 and 2.")], "completion": [A("4")]}, "Alpaca"),
+        (DOLLY, "sft", {"prompt": DOLLY_PROMPT, "completion": [A("Shakespeare")]}, "Dolly"),
+        (DOLLY, "prompt", {"prompt": DOLLY_PROMPT, "response": "Shakespeare", "category": "qa"}, "Dolly"),
+        (METAMATH, "sft", {"prompt": [U("What is 2+2?")], "completion": [A(METAMATH["response"])]}, "MetaMathQA"),
+        (
+            METAMATH,
+            "prompt",
+            {"prompt": [U("What is 2+2?")], "response": METAMATH["response"], "type": "GSM_Rephrased", "solution": "4"},
+            "MetaMathQA",
+        ),
+        (NUMINA, "sft", {"prompt": [U(NUMINA["problem"])], "completion": [A(NUMINA["solution"])]}, "NuminaMath"),
+        (
+            NUMINA,
+            "prompt",
+            {"prompt": [U(NUMINA["problem"])], "solution": NUMINA["solution"], "source": "amc"},
+            "Numina",
+        ),
+        (CAPYBARA, "sft", {"messages": [U("Hi"), A("Hello"), U("2+2?"), A("4")]}, "Capybara"),
+        (CAPYBARA, "prompt", {"prompt": [U("Hi"), A("Hello"), U("2+2?")], "source": "s"}, "Capybara"),
+        (ORCA, "preference", {**PAIR, "prompt": ORCA_PROMPT}, "Orca"),
+        (ORCA, "sft", {**ANSWER, "prompt": ORCA_PROMPT}, "Orca"),
+        (ORCA, "prompt", {"prompt": ORCA_PROMPT}, "question"),
+        (ULTRAFEEDBACK_RAW, "preference", PAIR, "UltraFeedback"),
+        (ULTRAFEEDBACK_RAW, "sft", ANSWER, "UltraFeedback"),
+        (ULTRAFEEDBACK_RAW, "prompt", {"prompt": QUESTION, "source": "s"}, "instruction"),
+        (NECTAR, "preference", PAIR, "Nectar"),
+        (NECTAR, "sft", ANSWER, "Nectar"),
+        (NECTAR, "prompt", {"prompt": QUESTION, "turns": 1}, "prompt"),
+        (PKU, "preference", PAIR, "PKU-SafeRLHF"),
+        (PKU, "sft", ANSWER, "PKU-SafeRLHF"),
+        (SHP, "preference", PAIR, "SHP"),
+        ({**SHP, "human_ref_A": "5", "human_ref_B": "4", "labels": 0}, "kto", PAIR, "SHP"),
+        (
+            SHP,
+            "prompt",
+            {"prompt": QUESTION, "human_ref_A": "4", "human_ref_B": "5", "labels": 1, "score_A": 10},
+            "SHP",
+        ),
+    ],
+)
+def test_public_schemas_are_read_as_they_are(prepare, row, kind, expected, schema):
+    rows, report = prepare([row], kind)
+    assert rows == [expected]
+    assert schema in report.schema, report.schema  # data inspect names the schema it read
+
+
+def test_mapped_alpaca_and_orca_keep_their_input_and_system(prepare):
+    """A mapping onto prompt/completion keeps Alpaca's input (joined to the instruction) and Orca's system
+    column (the system message): nothing the row holds is dropped without a word."""
+    rows, _ = prepare([ALPACA], "sft", "data.columns.prompt=instruction", "data.columns.completion=output")
+    assert rows == [{"prompt": ALPACA_PROMPT, "completion": [A("4")]}]
+    rows, _ = prepare([ORCA], "preference", "data.columns.prompt=question")
+    assert rows == [{**PAIR, "prompt": ORCA_PROMPT}]
+    rows, report = prepare([{"prompt": "2+2?", "completion": "4", "context": "Count."}], "sft")
+    assert report.unread == ["context"] and "column 'context' is not read" in report.unread_note("context")
+
+
+def test_kto_unpaired_data_trains_sft_on_its_desirable_answers_only(prepare):
+    unpaired = [
+        {"prompt": "2+2?", "completion": "4", "label": True},
+        {"prompt": "2+2?", "completion": "5", "label": False},
+    ]
+    rows, report = prepare(unpaired, "sft")
+    assert rows == [ANSWER]
+    assert report.dropped == {"an undesirable answer (label false): SFT learns the desirable ones only": 1}
+    with pytest.raises(LlmrlError, match="unpaired data: it serves kto, and sft"):
+        prepare(unpaired, "preference")
+
+
+def test_openassistant_roles_are_read_and_an_unknown_role_is_named(prepare):
+    rows, report = prepare([{"messages": [{"role": "prompter", "content": "2+2?"}, A("4")]}], "sft")
+    assert rows == [{"messages": [*QUESTION, A("4")]}] and report.notes == {"role 'prompter' read as 'user'": 1}
+    with pytest.raises(LlmrlError, match="row 1: message 1 of column 'messages' has the role 'narrator'"):
+        prepare([{"messages": [{"role": "narrator", "content": "Once"}, A("4")]}], "sft")
+
+
+# ---------------------------------------------------------------------------------------------------------
 # Lengths and filters
 
 
@@ -578,3 +696,13 @@ def test_data_inspect_preference_and_prompts():
 def test_data_inspect_bad_method():
     result = runner.invoke(app, ["data", "inspect", "--dataset", "builtin:sft", "--method", "foo"])
     assert result.exit_code == 2 and "error: unknown method 'foo'" in result.output
+
+
+def test_file_extensions_are_read_in_any_case(tmp_path):
+    """Files from Windows and older tools: ROWS.JSONL, a folder's TRAIN.CSV."""
+    (tmp_path / "ROWS.JSONL").write_text(json.dumps({"prompt": "2+2?", "completion": "4"}) + "\n")
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "folder" / "train.CSV").write_text("prompt,completion\n2+2?,4\n")
+    for source in (tmp_path / "ROWS.JSONL", tmp_path / "folder"):
+        rows = load_split(load_config(sets=[f"dataset={source}"])).to_list()
+        assert [{k: str(v) for k, v in row.items()} for row in rows] == [{"prompt": "2+2?", "completion": "4"}]

@@ -276,3 +276,21 @@ def test_a_single_file_is_evaluated_on_its_only_split_and_fewer_prompts_are_said
     assert "3 of 3 prompts scored (asked for 1000" in flat
     results = json.loads((tmp_path / "e" / "results.json").read_text())
     assert results["split"] == "train" and results["num_prompts"] == 3 and results["num_prompts_asked"] == 1000
+
+
+def test_a_judge_url_with_credentials_sends_them_as_basic_auth_and_never_shows_them(tmp_path, monkeypatch):
+    """api:http://user:PASSWORD@host/v1: the request reaches the server (without the credentials in its URL)
+    with HTTP basic authentication; nothing printed or written holds the password."""
+    import base64
+
+    monkeypatch.delenv("NVIDIA_API_KEY", raising=False)  # the URL's credentials are enough
+    with FakeRewardServer() as server:
+        url = server.url.replace("http://", "http://judge:PASSWORD@")
+        args = eval_args(tmp_path, "builtin:tiny", f"api:{url}", "--reference", "builtin:tiny", "--set", "api.model=j")
+        result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert server.requests and server.requests[0]["path"] == "/v1/chat/completions"
+    assert {r["auth"] for r in server.requests} == {"Basic " + base64.b64encode(b"judge:PASSWORD").decode()}
+    written = "".join(p.read_text() for p in (tmp_path / "eval").rglob("*") if p.is_file())
+    assert "PASSWORD" not in result.output and "PASSWORD" not in written
+    assert "api:http://***@127.0.0.1" in json.loads((tmp_path / "eval" / "results.json").read_text())["judge"]

@@ -108,7 +108,7 @@ def test_resume_refuses_a_different_method_model_or_dataset_and_changes_nothing(
     cases = [
         (["--method", "dpo", "--dataset", str(pairs)], ["method 'sft' -> 'dpo'", "dataset", "pairs.jsonl"]),
         (["--model", str(other_model)], ["model 'builtin:tiny' ->", "other-model"]),
-        (["--set", "learning_rate=1e-3"], ["learning_rate None -> 0.001"]),
+        (["--set", "learning_rate=1e-3"], ["learning_rate unset (the default) -> 0.001"]),
         (["--set", "lora.enabled=true"], ["lora.enabled False -> True"]),
     ]
     for extra, words in cases:

@@ -46,10 +46,17 @@ class DataReport:
     counts: list[tuple[str, int]] = field(default_factory=list)  # (step, rows left after it)
     dropped: dict[str, int] = field(default_factory=dict)  # reason -> rows dropped
     notes: dict[str, int] = field(default_factory=dict)  # what was read in another form (role names...) -> messages
+    unread: list[str] = field(default_factory=list)  # text columns the schema leaves unread (said, not silent)
     prompt_lengths: dict[str, int] = field(default_factory=dict)  # p50, p95, max (tokens)
     total_lengths: dict[str, int] = field(default_factory=dict)
     max_length: int = 0
     max_length_note: str = ""
+
+    def unread_note(self, column: str) -> str:
+        return (
+            f"column '{column}' is not read by the {self.schema} schema: map it (--set data.columns.NAME={column}) "
+            "or leave it out of the file"
+        )
 
     def log(self) -> None:
         steps = ", ".join(f"{name}: {rows}" for name, rows in self.counts)
@@ -61,6 +68,8 @@ class DataReport:
             logger.info("  dropped %d rows: %s", rows, reason)
         for note, rows in self.notes.items():
             logger.info("  %s (%d messages)", note, rows)
+        for column in self.unread:
+            logger.warning("  %s", self.unread_note(column))
         details.info("  max_length %d (%s)", self.max_length, self.max_length_note)
 
 
@@ -83,6 +92,7 @@ def prepare_dataset(cfg: TrainingConfig, tokenizer, kind: str, split: str | None
 
     schema = schemas.detect(dataset.column_names, kind)
     report.schema = schema.name
+    report.unread = schemas.unread_columns(dataset.column_names, schema, kind)
     report.template = check_template(tokenizer)
     dataset = normalize(dataset, schema, kind, report, cfg.data.skip_bad_rows)
     report.counts.append((f"normalized ({schema.name})", len(dataset)))
@@ -300,7 +310,12 @@ def context_limit(cfg: TrainingConfig, tokenizer) -> int | None:
 def _require_rows(dataset, report: DataReport, when: str) -> None:
     if len(dataset) == 0:
         reasons = "; ".join(f"{n} {reason}" for reason, n in report.dropped.items()) or "no reason recorded"
-        raise LlmrlError(f"dataset '{report.dataset}' split '{report.split}' has no rows left {when} ({reasons})")
+        read = f"; read as {report.schema} from the columns {', '.join(report.columns)}" if report.schema else ""
+        hint = "; map the right column with --set data.columns.prompt=COLUMN (llmrl data inspect shows the rows)"
+        raise LlmrlError(
+            f"dataset '{report.dataset}' split '{report.split}' has no rows left {when} ({reasons}){read}"
+            f"{hint if 'prompt' in reasons else ''}"
+        )
 
 
 def example_segments(row: dict, kind: str, tokenizer) -> list[tuple[str, str]]:

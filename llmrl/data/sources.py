@@ -115,20 +115,20 @@ def local_path(source: str | None) -> Path | None:
     path = Path(source).expanduser()
     if path.exists():
         return path
-    if looks_like_path(source) or path.suffix in LOCAL_FORMATS:
+    if looks_like_path(source) or path.suffix.lower() in LOCAL_FORMATS:
         raise LlmrlError(f"dataset file or folder not found: {source}")
     return None
 
 
 def _load_local(path: Path, split: str):
     if path.is_file():
-        if path.suffix not in LOCAL_FORMATS:
-            raise LlmrlError(f"unsupported dataset file {path}: expected one of {', '.join(LOCAL_FORMATS)}")
+        if path.suffix.lower() not in LOCAL_FORMATS:
+            raise LlmrlError(f"unsupported dataset file {path}: expected one of {', '.join(LOCAL_FORMATS)} (any case)")
         if split != "train":
             raise LlmrlError(f"a single dataset file has only the 'train' split, not '{split}': {path}")
-        return _read_files(LOCAL_FORMATS[path.suffix], [path], path)
+        return _read_files(LOCAL_FORMATS[path.suffix.lower()], [path], path)
     files_by_split: dict[str, list[Path]] = {}
-    for file in sorted(p for p in path.rglob("*") if p.suffix in LOCAL_FORMATS):
+    for file in sorted(p for p in path.rglob("*") if p.suffix.lower() in LOCAL_FORMATS):
         split_name = file.stem.split("-")[0].split(".")[0]
         files_by_split.setdefault(split_name, []).append(file)
     if not files_by_split:
@@ -136,7 +136,7 @@ def _load_local(path: Path, split: str):
     files = files_by_split.get(split)
     if files is None:
         raise LlmrlError(f"split '{split}' not found in {path}; splits there: {', '.join(sorted(files_by_split))}")
-    formats = {LOCAL_FORMATS[f.suffix] for f in files}
+    formats = {LOCAL_FORMATS[f.suffix.lower()] for f in files}
     if len(formats) > 1:
         raise LlmrlError(f"split '{split}' in {path} mixes file formats ({', '.join(sorted(formats))}); use one")
     return _read_files(formats.pop(), files, path)
@@ -194,7 +194,7 @@ def _check_csv(file: Path) -> None:
     rest of the file as one field) or a row with more or fewer fields than the header."""
     with file.open(encoding="utf-8-sig", newline="") as f:
         reader = csv.reader(f, strict=True)
-        header, start = None, 1
+        header, start, rows = None, 1, 0
         try:
             for row in reader:
                 if header is None:
@@ -204,12 +204,15 @@ def _check_csv(file: Path) -> None:
                         f"{file}: line {start} has {len(row)} fields, the header {len(header)} "
                         f"({', '.join(header)}); quote fields that hold commas"
                     )
+                rows += header is not None and row != header and any(field.strip() for field in row)
                 start = reader.line_num + 1
         except csv.Error as e:
             raise LlmrlError(f"{file}: the row from line {start} on is not valid CSV ({e}); check its quotes") from None
         except UnicodeDecodeError:
             check_utf8(file, "dataset file")  # raises, naming the line, the column and the byte
             raise
+    if rows == 0:
+        raise LlmrlError(f"dataset file {file} has a header ({', '.join(header or [])}) and no rows")
 
 
 def _load_hub(name: str, split: str, subset: str | None, data_dir: str | None):

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 from llmrl import ppo_math
 from llmrl.console import Progress
 from llmrl.data import prepare_train_eval
-from llmrl.errors import LlmrlError
+from llmrl.errors import LlmrlError, redact_secrets
 from llmrl.generation import encode_prompts, task_eval
 from llmrl.hardware import detect_hardware
 from llmrl.lazy import lazy_import
@@ -608,7 +608,8 @@ def flat_scalars(values: dict, prefix: str = "") -> dict:
         if isinstance(value, dict) and value:
             flat.update(flat_scalars(value, f"{prefix}{key}."))
         else:
-            flat[prefix + key] = value if isinstance(value, (bool, int, float, str)) else str(value)
+            value = value if isinstance(value, (bool, int, float, str)) else str(value)
+            flat[prefix + key] = redact_secrets(value) if isinstance(value, str) else value  # (api:URL credentials)
     return flat
 
 
