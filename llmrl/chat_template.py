@@ -25,6 +25,7 @@ details = logging.getLogger("llmrl.details")  # the run log only
 
 ANSWER = "llmrl-answer"  # the assistant's words in the conversations the checks render
 QUESTION = [{"role": "user", "content": "What is 2 + 2?"}]
+ANSWERED = [*QUESTION, {"role": "assistant", "content": ANSWER}]
 SYSTEM = [{"role": "system", "content": "Be brief."}]
 
 
@@ -96,7 +97,7 @@ def end_of_turn(tokenizer) -> str | None:
     """The special token the chat template writes right after an assistant's answer, or None when none
     follows it."""
     try:
-        text = render(tokenizer, [*QUESTION, {"role": "assistant", "content": ANSWER}])
+        text = render(tokenizer, ANSWERED)
     except Exception:
         return None
     after = text[text.rindex(ANSWER) + len(ANSWER) :].lstrip(" ")
@@ -126,8 +127,7 @@ def marks_end_of_turn(tokenizer) -> bool:
     """Whether the template's ``{% generation %}`` markers (the tokens SFT trains on, when it has them) take in
     the end-of-turn token: else a model trained on the marked tokens never learns to end its turn."""
     turn = end_of_turn(tokenizer)
-    conversation = [*QUESTION, {"role": "assistant", "content": ANSWER}]
-    encoded = tokenizer.apply_chat_template(conversation, return_dict=True, return_assistant_tokens_mask=True)
+    encoded = tokenizer.apply_chat_template(ANSWERED, return_dict=True, return_assistant_tokens_mask=True)
     ids, mask = encoded["input_ids"], encoded["assistant_masks"]
     turn_id = tokenizer.convert_tokens_to_ids(turn) if turn else None
     return any(token == turn_id and marked for token, marked in zip(ids, mask, strict=True))
@@ -159,9 +159,8 @@ def check_template(tokenizer) -> TemplateCheck:
     plain = str(tokenizer.chat_template).endswith(plain_template(adds_bos(tokenizer)))
     check = TemplateCheck(tokenizer.eos_token, end_of_turn(tokenizer), plain=plain)
     check.system_role = accepts_system_messages(tokenizer)
-    answer = [*QUESTION, {"role": "assistant", "content": ANSWER}]
     try:
-        prompt, full = render(tokenizer, QUESTION, add_generation_prompt=True), render(tokenizer, answer)
+        prompt, full = render(tokenizer, QUESTION, add_generation_prompt=True), render(tokenizer, ANSWERED)
     except Exception as e:
         check.errors.append(f"it cannot render a user question and an answer ({type(e).__name__}: {e})")
         return check

@@ -137,7 +137,7 @@ def needs_checkpointing(cfg: TrainingConfig, gpu_bytes: int) -> bool:
 VLLM_SHARE = 0.3  # TRL's default vllm_gpu_memory_utilization in colocate mode
 
 
-def training_memory(cfg: TrainingConfig, checkpointing: bool = False) -> dict[str, int] | None:
+def training_memory(cfg: TrainingConfig) -> dict[str, int] | None:
     """A rough upper estimate of the GPU bytes one process needs to train ``cfg``, by part, from the model's
     config alone (None when it cannot be read):
 
@@ -146,9 +146,9 @@ def training_memory(cfg: TrainingConfig, checkpointing: bool = False) -> dict[st
       (or quantized) and small adapters;
     - ``frozen``: the models that only score: a reference (TRL loads it in the policy's fp32; PPO's is in
       the compute dtype), PPO's reward model; PPO's value model is trained, counted like the policy;
-    - ``activations``: what one micro-batch keeps for the backward pass, 18 x hidden + 8 x intermediate bytes
-      a token per layer under bf16 autocast (measured on a Qwen2 layer: saved tensors of the forward pass),
-      or the layer inputs alone with checkpointing;
+    - ``activations``: what one micro-batch keeps for the backward pass without checkpointing, 18 x hidden +
+      8 x intermediate bytes a token per layer under bf16 autocast (measured on a Qwen2 layer: saved tensors
+      of the forward pass);
     - ``logits``: TRL's trainers compute log-probabilities in tiles (no full logits); llmrl's PPO keeps the
       response positions' logits of one micro-batch (bf16, their fp32 copy, log-softmax and its gradient)."""
     shape = model_shape(cfg.model, cfg)
@@ -178,7 +178,7 @@ def training_memory(cfg: TrainingConfig, checkpointing: bool = False) -> dict[st
     pairs = 2 if method.pairs else 1  # chosen and rejected in one forward pass
     tokens = cfg.per_device_train_batch_size * pairs * length
     per_layer = (18 * hidden + 8 * inner) * (1 if half else 2)
-    activations = tokens * hidden * 2 * layers + tokens * per_layer if checkpointing else tokens * per_layer * layers
+    activations = tokens * per_layer * layers
     if cfg.method == "ppo":
         activations *= 2  # the value model's forward and backward in the same step
     logits = cfg.per_device_train_batch_size * response * vocab * 14 if cfg.method == "ppo" else 0

@@ -32,16 +32,22 @@ def load_tokenizer(cfg: TrainingConfig, model: str | None = None, strict: bool =
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=cfg.trusts_code_of(name), **kwargs)
     except (OSError, ValueError) as e:
         raise loading_failed(f"could not load the tokenizer of model '{name}'", e, name) from e
-    if cfg.method == "sft" and cfg.sft.chat_template_path and model is None:
+    if clones_template(cfg, model):
         use_template_of(cfg.sft.chat_template_path, tokenizer)
     preflight(tokenizer, name, strict and cfg.method != "reward", cfg.chat_template_kwargs)
     return tokenizer
 
 
+def clones_template(cfg: TrainingConfig, model: str | None) -> bool:
+    """Whether the run's model learns another chat template (``sft.chat_template_path``), whose tokens its
+    tokenizer gains and its embeddings then grow to."""
+    return cfg.method == "sft" and bool(cfg.sft.chat_template_path) and model is None
+
+
 def use_template_of(source: str, tokenizer) -> None:
     """``sft.chat_template_path``: the chat template of a Jinja file, or of a tokenizer folder or hub name,
     with the tokens that tokenizer adds and its eos token (as TRL's ``clone_chat_template``: the model's
-    embeddings then grow to the tokenizer, ``grow_embeddings``)."""
+    embeddings then grow to the tokenizer, in ``load_model``)."""
     from transformers import AutoTokenizer
 
     path = Path(source)
@@ -59,14 +65,6 @@ def use_template_of(source: str, tokenizer) -> None:
     tokenizer.chat_template = other.get_chat_template()
     tokenizer.add_tokens([t for t in other.added_tokens_decoder.values() if t.content not in tokenizer.vocab])
     tokenizer.eos_token = other.eos_token
-
-
-def grow_embeddings(model, tokenizer) -> None:
-    """Give the model an embedding for every token of ``tokenizer`` (tokens a cloned chat template added),
-    rounded up to a multiple of 64 as TRL does."""
-    if len(tokenizer) > model.get_input_embeddings().num_embeddings:
-        model.resize_token_embeddings(len(tokenizer), pad_to_multiple_of=64)
-        model.config.get_text_config().eos_token_id = tokenizer.eos_token_id
 
 
 def load_model(cfg: TrainingConfig, tokenizer, model_class=None, model: str | None = None, frozen=False, **kwargs):
@@ -104,7 +102,10 @@ def load_model(cfg: TrainingConfig, tokenizer, model_class=None, model: str | No
     set_seed(cfg.seed)  # new weights (a reward model's score head, a value head) are the same in every run
     loaded = from_pretrained(model_class, name, f"could not load model '{name}' as {model_class.__name__}", **kwargs)
     embeddings = loaded.get_input_embeddings().num_embeddings
-    if len(tokenizer) > embeddings and not (cfg.method == "sft" and cfg.sft.chat_template_path and model is None):
+    if len(tokenizer) > embeddings and clones_template(cfg, model):  # the tokens of the cloned chat template
+        loaded.resize_token_embeddings(len(tokenizer), pad_to_multiple_of=64)  # rounded up, as TRL does
+        loaded.config.get_text_config().eos_token_id = tokenizer.eos_token_id
+    elif len(tokenizer) > embeddings:
         raise LlmrlError(
             f"the tokenizer of '{name}' has {len(tokenizer)} tokens and the model's embeddings {embeddings}: they "
             "were not saved together (a token past the embeddings would fail); use the tokenizer saved with it"
@@ -129,18 +130,15 @@ def from_pretrained(model_class, name: str, what: str, **kwargs):
         raise loading_failed(what, e, name) from e
 
 
-def fp32_trainable_weights(model) -> int:
-    """Cast every trainable parameter that is not fp32 to fp32 (the master weights of a bf16 run), in place;
-    returns how many were cast. Needed where a wrapper makes trainable copies of frozen bf16 weights: peft's
-    ``modules_to_save`` (a reward model's score head under LoRA)."""
+def fp32_trainable_weights(model) -> None:
+    """Cast every trainable parameter that is not fp32 to fp32 (the master weights of a bf16 run), in place.
+    Needed where a wrapper makes trainable copies of frozen bf16 weights: peft's ``modules_to_save`` (a reward
+    model's score head under LoRA)."""
     import torch
 
-    cast = 0
     for parameter in model.parameters():
         if parameter.requires_grad and parameter.dtype != torch.float32 and parameter.is_floating_point():
             parameter.data = parameter.data.float()
-            cast += 1
-    return cast
 
 
 def apply_liger_kernels(model) -> None:

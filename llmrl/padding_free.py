@@ -150,7 +150,7 @@ def pack(attention_mask: torch.Tensor, one_row: bool = False) -> Packing | None:
         return None
     sizes = lengths.tolist()
     capacity = sum(sizes) if one_row else max(sizes)
-    rows = first_fit_decreasing(sizes, capacity) if one_row else pack_sequences(sizes)
+    rows = [list(range(batch))] if one_row else pack_sequences(sizes)
     if len(rows) == batch or capacity == 0:
         return None
     row_of, column_of, used = [0] * batch, [0] * batch, []

@@ -104,7 +104,7 @@ class NonFiniteGuard:
 
     def __init__(self, policy: str, output_dir: Path):
         self.policy, self.output_dir = policy, Path(output_dir)
-        self.skipped = self.overflows = 0
+        self.skipped = 0
 
     def usable(self, parameters, step: int, accelerator=None, unit: str = "batch") -> bool:
         """Whether the gradients may be applied at ``step``; False means skip them (the caller drops them).
@@ -117,7 +117,6 @@ class NonFiniteGuard:
             return True
         scaler = getattr(accelerator, "scaler", None)
         if scaler is not None and scaler.is_enabled() and scaler.get_scale() >= 1.0:
-            self.overflows += 1
             details.info("step %d: fp16 overflow, the loss scaler skips it (scale %g)", step, scaler.get_scale())
             return True  # the scaler's step skips the update
         if self.policy == "stop":

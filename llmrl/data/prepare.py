@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from llmrl.builtin import model_config
-from llmrl.chat_template import TemplateCheck, check_template
+from llmrl.chat_template import TemplateCheck, accepts_system_messages, check_template
 from llmrl.data import schemas
 from llmrl.data.sources import default_split, load_split
 from llmrl.errors import LlmrlError
@@ -42,7 +42,8 @@ class DataReport:
     schema: str = ""
     columns: list[str] = field(default_factory=list)  # the columns found, after data.columns
     mapping: dict[str, str] = field(default_factory=dict)  # data.columns as applied
-    template: TemplateCheck | None = None  # the chat template's preflight (llmrl.chat_template)
+    system_role: bool = True  # the chat template renders system messages (else they are joined to the user's)
+    template: TemplateCheck | None = None  # the chat template's preflight (llmrl.chat_template), for data inspect
     counts: list[tuple[str, int]] = field(default_factory=list)  # (step, rows left after it)
     dropped: dict[str, int] = field(default_factory=dict)  # reason -> rows dropped
     notes: dict[str, int] = field(default_factory=dict)  # what was read in another form (role names...) -> messages
@@ -93,7 +94,7 @@ def prepare_dataset(cfg: TrainingConfig, tokenizer, kind: str, split: str | None
     schema = schemas.detect(dataset.column_names, kind)
     report.schema = schema.name
     report.unread = schemas.unread_columns(dataset.column_names, schema, kind)
-    report.template = check_template(tokenizer)
+    report.system_role = accepts_system_messages(tokenizer)
     dataset = normalize(dataset, schema, kind, report, cfg.data.skip_bad_rows)
     report.counts.append((f"normalized ({schema.name})", len(dataset)))
     _require_rows(dataset, report, "after normalization")
@@ -184,7 +185,7 @@ def normalize(dataset, schema: schemas.Schema, kind: str, report: DataReport, sk
         for index, row in zip(indices, rows, strict=True):
             try:
                 example = schemas.read_row(schema, row, kind, notes)
-                out.append(schemas.render(example, kind, report.template.system_role, notes))
+                out.append(schemas.render(example, kind, report.system_role, notes))
             except schemas.DropRow as reason:
                 drops[str(reason)] += 1
             except schemas.BadRow as e:
@@ -348,4 +349,5 @@ def inspect_dataset(cfg: TrainingConfig, kind: str) -> tuple[DataReport, list[tu
     """The report of preparing ``cfg.dataset`` for ``kind``, and the first prepared row in labelled pieces."""
     tokenizer = load_tokenizer(cfg, strict=False)
     dataset, report = prepare_dataset(cfg, tokenizer, kind)
+    report.template = check_template(tokenizer)  # (a run checks it once, in load_tokenizer's preflight)
     return report, example_segments(dataset[0], kind, tokenizer)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from llmrl.chat_template import marks_end_of_turn
 from llmrl.data import prepare_train_eval
 from llmrl.errors import LlmrlError
-from llmrl.loading import grow_embeddings, load_model, load_tokenizer, peft_config
+from llmrl.loading import load_model, load_tokenizer, peft_config
 from llmrl.options import option
 from llmrl.padding_free import make_padding_free
 from llmrl.trl_args import trl_config
@@ -71,10 +71,8 @@ def build_trainer(cfg: "TrainingConfig"):
         assistant_only_loss=assistant_only_loss,
         dataset_num_proc=1,
     )
-    model = load_model(cfg, tokenizer)
-    grow_embeddings(model, tokenizer)  # for the tokens sft.chat_template_path added
     trainer = SFTTrainer(
-        model=model,
+        model=load_model(cfg, tokenizer),
         args=args,
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,
