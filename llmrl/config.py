@@ -44,6 +44,7 @@ LR_SCHEDULERS = (  # transformers' SchedulerType values that need no extra argum
 QUANTIZE = ("4bit", "8bit")
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # an environment variable's name
 VLLM_MODES = ("colocate", "server")
+HAND_ON = ("final", "best")  # rl.hand_on: which model of an online-RL run a pipeline passes on
 # TRL / transformers argument names a user may type that no llmrl key passes on as is, and what llmrl calls
 # them (the names that keys do pass on are read from their metadata: trl_names below)
 OTHER_TRL_NAMES = {
@@ -121,6 +122,16 @@ class OnlineRLOptions:
     epsilon: float = option(0.2, "clipping range of the policy ratio", trl="epsilon")
     num_iterations: int = option(1, "optimization passes over each batch of completions", trl="num_iterations")
     missing_eos_penalty: float | None = option(None, "reward subtracted from completions cut before their end token")
+    hand_on: str = option(
+        "final",
+        "the model a pipeline passes on and evaluates: final (the last step) or best (the best held-out score, "
+        "kept as best/; needs eval_split)",
+    )
+    stop_on_divergence: bool = option(
+        False,
+        "stop when reward hacking is suspected: training reward up while the held-out score falls, "
+        "or KL or completion length running away",
+    )
     use_vllm: bool = option(False, "generate with vLLM (CUDA and the vllm package needed)", trl="use_vllm")
     vllm_mode: str = option(
         "colocate", "colocate (in the training process) or server (trl vllm-serve)", trl="vllm_mode"
@@ -140,6 +151,7 @@ class OnlineRLOptions:
         penalty = self.missing_eos_penalty
         check(penalty is None or penalty >= 0, "rl.missing_eos_penalty", penalty, ">= 0")
         check(self.vllm_mode in VLLM_MODES, "rl.vllm_mode", self.vllm_mode, "colocate or server")
+        check(self.hand_on in HAND_ON, "rl.hand_on", self.hand_on, "final or best")
 
 
 @dataclass
@@ -248,6 +260,11 @@ class SharedConfig:
     lora: LoraConfig = section(LoraConfig, "LoRA adapters (peft) instead of full fine-tuning")
     rewards: list[str] = option([], "online RL rewards, e.g. [accuracy, reward_model:runs/rm/final]")
     reward_weights: list[float] | None = option(None, "one weight per reward (None: all 1)")
+    eval_rewards: list[str] | None = option(
+        None,
+        "online RL: what scores the answers to eval_split (None: the training rewards, weighted alike), e.g. "
+        "[accuracy] while training on a reward model; best/ and the reward-hacking flag use it",
+    )
     rl: OnlineRLOptions = section(
         OnlineRLOptions, "online RL (grpo, rloo, ppo, online_dpo): sampling, the objective, vLLM"
     )
@@ -296,7 +313,7 @@ class SharedConfig:
         check(self.on_nonfinite in ("stop", "skip"), "on_nonfinite", self.on_nonfinite, "stop or skip")
         unknown = [r for r in self.report_to if r not in REPORT_TO]
         check(not unknown, "report_to", self.report_to, f"a list of {', '.join(REPORT_TO)}")
-        for spec in self.rewards:
+        for spec in [*self.rewards, *(self.eval_rewards or [])]:
             parse_spec(spec)
         if self.reward_weights is not None and len(self.reward_weights) != len(self.rewards):
             raise LlmrlError(
@@ -311,6 +328,8 @@ class SharedConfig:
             self.method_spec.check(self)
         if self.eval_split is not None and self.eval_split == (self.split or "train"):
             raise LlmrlError(f"eval_split '{self.eval_split}' is the training split; choose a held-out split")
+        if self.method_spec.online and self.rl.hand_on == "best" and self.eval_split is None:
+            raise LlmrlError("rl.hand_on=best keeps the policy with the best held-out score: set eval_split as well")
 
     @property
     def method_spec(self):

@@ -18,8 +18,10 @@ from llmrl import generation, trl_args
 from llmrl.config import TrainingConfig
 from llmrl.data import prepare_dataset
 from llmrl.errors import LlmrlError, redact_secrets
+from llmrl.held_out import chosen_step
 from llmrl.loading import from_pretrained, load_tokenizer
 from llmrl.memory import free_memory
+from llmrl.outputs import BEST
 from llmrl.reward_specs import parse_spec
 from llmrl.rewards import build_reward_function, completion_text
 from llmrl.runlock import RunLock
@@ -113,6 +115,7 @@ def leaderboard_row(results: dict) -> dict:
     """The figures of one comparison that a leaderboard shows, each mean with its 95% interval."""
     return {
         "policy": results["name"],
+        "checkpoint": chosen_step(results["model"]),  # final, or best (step N): which of the run's policies
         "reference": results["reference"],
         "judge": results["judge"],
         "num_prompts": results["num_prompts"],
@@ -124,9 +127,9 @@ def leaderboard_row(results: dict) -> dict:
 def starting_model(model: str) -> str:
     """The model an llmrl run started from, read from the run_info.json beside its final/ folder."""
     info = Path(model).expanduser().parent / "run_info.json"
-    if Path(model).name == "final" and info.is_file():
+    if Path(model).name in ("final", BEST) and info.is_file():
         return json.loads(info.read_text())["config"]["model"]
-    raise LlmrlError(f"no --reference given, and {model} is not the final/ of an llmrl run: pass --reference")
+    raise LlmrlError(f"no --reference given, and {model} is not the final/ or best/ of an llmrl run: pass --reference")
 
 
 def held_out_prompts(cfg: TrainingConfig, settings: EvalSettings) -> tuple[list, dict[str, list]]:

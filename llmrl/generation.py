@@ -90,10 +90,16 @@ class TaskEval:
 
     ``__call__(model, accelerator)`` returns ``{"eval_<reward>": mean, "eval_completion_length": mean tokens}``.
     With several processes each answers its share of the prompts, and the means are over all of them.
+    ``held_out_score(metrics)``: the rewards' weighted sum, the held-out counterpart of the training reward;
+    ``standard_error``: that sum's standard error in the last call (its noise from prompt to prompt).
     """
 
-    def __init__(self, dataset, tokenizer, reward_funcs, max_new_tokens: int, batch_size: int):
+    standard_error = 0.0
+
+    def __init__(self, dataset, tokenizer, reward_funcs, weights: list[float], max_new_tokens: int, batch_size: int):
         rows = dataset.to_list()
+        self.weights = dict(zip((reward_name(f) for f in reward_funcs), weights, strict=True))
+        self.count = len(rows)
         self.prompts = [row["prompt"] for row in rows]
         self.columns = {key: [row[key] for row in rows] for key in rows[0] if key != "prompt"} if rows else {}
         self.tokenizer, self.reward_funcs = tokenizer, reward_funcs
@@ -110,22 +116,48 @@ class TaskEval:
             answers, token_ids = generate(model, self.tokenizer, prompts, self.max_new_tokens, self.batch_size)
             for name, values in score(self.reward_funcs, prompts, answers, token_ids, columns).items():
                 kept = [v for v in values if not math.isnan(v)]
-                sums[name], sums[f"{name}/count"] = sum(kept), len(kept)
+                sums[name], sums[f"{name}/count"], sums[f"{name}/squares"] = (
+                    sum(kept),
+                    len(kept),
+                    sum(v * v for v in kept),
+                )
             sums["completion_length"], sums["completion_length/count"] = sum(map(len, token_ids)), len(token_ids)
         names = [reward_name(f) for f in self.reward_funcs] + ["completion_length"]
-        keys = [key for name in names for key in (name, f"{name}/count")]
+        keys = [key for name in names for key in (name, f"{name}/count", f"{name}/squares")]
         totals = torch.tensor([float(sums.get(key, 0.0)) for key in keys], device=accelerator.device)
         if accelerator.num_processes > 1:
             totals = accelerator.reduce(totals, reduction="sum")
         totals = dict(zip(keys, totals.tolist(), strict=True))
-        return {f"eval_{name}": totals[name] / totals[f"{name}/count"] for name in names if totals[f"{name}/count"] > 0}
+        scored = [name for name in names if totals[f"{name}/count"] > 0]
+        variance = 0.0  # of the weighted score's mean, the rewards taken as independent
+        for name in set(scored) & set(self.weights):
+            count = totals[f"{name}/count"]
+            mean = totals[name] / count
+            variance += self.weights[name] ** 2 * max(totals[f"{name}/squares"] / count - mean * mean, 0.0) / count
+        self.standard_error = math.sqrt(variance)
+        return {f"eval_{name}": totals[name] / totals[f"{name}/count"] for name in scored}
+
+    def held_out_score(self, metrics: dict) -> float | None:
+        """The weighted sum of the rewards' held-out means (None when one is missing: no prompt was scored)."""
+        values = [metrics.get(f"eval_{name}") for name in self.weights]
+        if any(v is None for v in values):
+            return None
+        return sum(w * v for w, v in zip(self.weights.values(), values, strict=True))
 
 
-def task_eval(cfg, eval_dataset, tokenizer, reward_funcs) -> TaskEval | None:
-    """The held-out task metrics of an online-RL run, or None without an eval set."""
+def task_eval(cfg, eval_dataset, tokenizer, reward_funcs, weights: list[float]) -> TaskEval | None:
+    """The held-out task metrics of an online-RL run, or None without an eval set: the training rewards
+    (``reward_funcs``, weighted as in training), or ``eval_rewards`` when the config names them."""
     if eval_dataset is None:
         return None
-    return TaskEval(eval_dataset, tokenizer, reward_funcs, cfg.rl.max_completion_length, cfg.per_device_eval_batch_size)
+    if cfg.eval_rewards:
+        from llmrl.rewards import build_reward_function
+
+        reward_funcs = [build_reward_function(spec, cfg) for spec in cfg.eval_rewards]
+        weights = [1.0] * len(reward_funcs)
+    return TaskEval(
+        eval_dataset, tokenizer, reward_funcs, weights, cfg.rl.max_completion_length, cfg.per_device_eval_batch_size
+    )
 
 
 class TaskEvalMixin:

@@ -12,6 +12,8 @@ from llmrl.errors import redact_secrets
 PACKAGES = ("llmrl", "torch", "transformers", "trl", "datasets", "peft", "accelerate")  # recorded per run
 PPO_STATE = "ppo_state.json"  # what PPO's checkpoints hold in place of the Trainer's trainer_state.json
 CHECKPOINT_MARKERS = ("trainer_state.json", PPO_STATE)  # written last: a checkpoint without one is partial
+BEST = "best"  # the policy with the best held-out score of an online-RL run, beside final/
+SELECTION = "selection.json"  # in best/: the step it was saved at and the held-out figures it was chosen by
 
 
 def complete_checkpoints(output_dir: Path) -> list[Path]:
@@ -33,6 +35,26 @@ def write_json(path: Path, data: dict) -> None:
     staging = path.with_name(f".{path.name}.tmp")
     staging.write_text(redact_secrets(json.dumps(data, indent=2, default=str)) + "\n")
     staging.replace(path)
+
+
+def save_whole(target: Path, write, accelerator) -> Path:
+    """Have ``write(folder)`` fill a staging folder, then rename it to ``target``, so that ``target`` is never
+    half-written. ``write`` runs on every process (a sharded model is gathered for saving; the main process
+    writes); the staging folder's name is the same on every rank."""
+    import shutil
+
+    staging = target.with_name(f".{target.name}-staging")
+    if accelerator.is_main_process:
+        shutil.rmtree(staging, ignore_errors=True)  # left by a run that died while saving
+    accelerator.wait_for_everyone()
+    write(staging)
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        if target.exists():
+            shutil.rmtree(target)
+        staging.rename(target)
+    accelerator.wait_for_everyone()
+    return target
 
 
 def package_versions() -> dict[str, str | None]:

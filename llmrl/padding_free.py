@@ -30,6 +30,7 @@ from llmrl.lazy import lazy_import
 torch = lazy_import("torch")
 logger = logging.getLogger("llmrl")
 
+ONLINE_ROW_LENGTH = 256  # tokens per packed row for online RL batches (make_padding_free)
 CAUSAL_OUTPUTS = ("log_probs", "entropy", "log_sum_sq_probs", "mean_logits", "is_top1", "label_mask")
 PASSED_ON = {"use_cache", "output_router_logits", "num_items_in_batch"}  # keyword arguments that packing keeps
 
@@ -65,10 +66,12 @@ def varlen_kwargs(position_ids: torch.Tensor) -> dict:
     return dict(cu_seq_lens_q=cu_seq_lens, cu_seq_lens_k=cu_seq_lens, max_length_q=longest, max_length_k=longest)
 
 
-def make_padding_free(trainer, setting: bool | None, model_name: str) -> bool:
+def make_padding_free(trainer, setting: bool | None, model_name: str, row_length: int = 0) -> bool:
     """Wrap the forward of the trainer's model (and its reference model) so that padded batches run without
     their padding. ``setting``: the ``padding_free`` key (None: on when the model supports it; True: an error
-    when it does not). Returns whether it is on; when it is off for the model, says so in one log line."""
+    when it does not). ``row_length``: packed rows may be this long even when every sequence is shorter (online
+    RL's short sequences: attention over a few hundred positions costs little beside the layers' matmuls).
+    Returns whether it is on; when it is off for the model, says so in one log line."""
     if setting is False:
         return False
     models = [unwrap(trainer.model)]
@@ -82,7 +85,7 @@ def make_padding_free(trainer, setting: bool | None, model_name: str) -> bool:
         logger.info("padded batches: %s (padding-free needs a model that reads packed position ids)", reason)
         return False
     for model in models:
-        model.forward = score_forward(model) if scores else causal_forward(model)
+        model.forward = score_forward(model) if scores else causal_forward(model, row_length)
     return True
 
 
@@ -139,18 +142,23 @@ class Packing:
         return lookup[padded_index]
 
 
-def pack(attention_mask: torch.Tensor, one_row: bool = False) -> Packing | None:
-    """The packing of a right-padded batch (``one_row``: all of it in one row, for flash attention), or None
-    when there is nothing to gain (every row would hold one sequence) or the mask is not right-padding (left
-    padding, holes), which the caller then runs as it is."""
+def pack(attention_mask: torch.Tensor, one_row: bool = False, row_length: int = 0) -> Packing | None:
+    """The packing of a padded batch (``one_row``: all of it in one row, for flash attention), or None when
+    there is nothing to gain (every row would hold one sequence) or a row's tokens are not one contiguous run
+    (holes), which the caller then runs as it is. Padding may be on either side or both: online RL's batches
+    are left-padded prompts followed by right-padded completions. Rows are as long as the longest sequence,
+    or ``row_length`` when that is longer."""
     batch, width = attention_mask.shape
-    lengths = attention_mask.sum(-1)
+    mask = attention_mask.bool()
+    lengths = mask.sum(-1)
     columns = torch.arange(width, device=attention_mask.device)
-    if not torch.equal(attention_mask.bool(), columns < lengths[:, None]):
+    first_token = torch.where(lengths > 0, mask.int().argmax(-1), 0)
+    contiguous = (columns >= first_token[:, None]) & (columns < (first_token + lengths)[:, None])
+    if not torch.equal(mask, contiguous):
         return None
     sizes = lengths.tolist()
-    capacity = sum(sizes) if one_row else max(sizes)
-    rows = [list(range(batch))] if one_row else pack_sequences(sizes)
+    capacity = sum(sizes) if one_row else max(*sizes, row_length)
+    rows = [list(range(batch))] if one_row else first_fit_decreasing(sizes, capacity)
     if len(rows) == batch or capacity == 0:
         return None
     row_of, column_of, used = [0] * batch, [0] * batch, []
@@ -170,7 +178,7 @@ def pack(attention_mask: torch.Tensor, one_row: bool = False) -> Packing | None:
     position_ids = position_ids.clamp(min=0).reshape(-1)  # a row's unused tail: one more sequence of its own
     position_ids[target] = offset
     return Packing(
-        source=sequence * width + offset,
+        source=sequence * width + first_token[sequence] + offset,
         target=target,
         starts=start,
         position_ids=position_ids.view(len(rows), capacity),
@@ -213,7 +221,7 @@ def packable(args, kwargs) -> dict | None:
     return given
 
 
-def causal_forward(model):
+def causal_forward(model, row_length: int = 0):
     """TRL's fused-LM-head forward (``model(input_ids, attention_mask, labels=..., fused_lm_head=True)``,
     per-token log-probabilities of the labels) run on packed rows. Other calls (generation, logits) run as
     they are."""
@@ -222,7 +230,9 @@ def causal_forward(model):
     @functools.wraps(forward)
     def packed(*args, fused_lm_head=False, **kwargs):
         given = packable(args, kwargs) if fused_lm_head else None
-        packing = pack(given["attention_mask"], varlen) if given and given.get("labels") is not None else None
+        packing = (
+            pack(given["attention_mask"], varlen, row_length) if given and given.get("labels") is not None else None
+        )
         if packing is None:
             return forward(*args, fused_lm_head=fused_lm_head, **kwargs)
         labels = packing.to_packed(given.pop("labels"), -100)

@@ -40,8 +40,8 @@ from llmrl.interrupt import TrainingInterrupted
 from llmrl.launch import Launch, launch
 from llmrl.memory import free_memory
 from llmrl.merge import merge_adapter
-from llmrl.methods import METHODS
-from llmrl.outputs import git_commit, package_versions, write_json
+from llmrl.methods import METHODS, ONLINE_METHODS
+from llmrl.outputs import SELECTION, git_commit, package_versions, write_json
 from llmrl.runlock import LOCK_FILE, RunLock
 
 logger = logging.getLogger("llmrl")
@@ -155,8 +155,15 @@ def uses_lora(pipeline: Pipeline, stage: str) -> bool:
 
 
 def stage_output(pipeline: Pipeline, stage: str, run_dir: Path) -> Path:
-    """The model a stage hands on: ``final/``, or ``merged/`` (adapter merged into its base) for a LoRA stage."""
-    return run_dir / stage / ("merged" if uses_lora(pipeline, stage) else "final")
+    """The model a stage hands on: ``final/``, or ``best/`` when its ``rl.hand_on`` says so (an online-RL stage's
+    best held-out policy), or ``merged/`` (that adapter merged into its base) for a LoRA stage."""
+    return run_dir / stage / ("merged" if uses_lora(pipeline, stage) else handed_on(pipeline, stage))
+
+
+def handed_on(pipeline: Pipeline, stage: str) -> str:
+    """The folder of a stage's run that later stages and eval read: ``final`` or ``best`` (``rl.hand_on``)."""
+    rl = {**(pipeline.defaults.get("rl") or {}), **(pipeline.stages[stage].get("rl") or {})}
+    return "best" if stage in ONLINE_METHODS and rl.get("hand_on") == "best" else "final"
 
 
 def eval_plan(pipeline: Pipeline, run_dir: Path):
@@ -346,8 +353,11 @@ def merge_stage(pipeline: Pipeline, stage: str, run_dir: Path) -> None:
     """A LoRA stage's adapter merged into its base (``merged/``): later stages start from a whole model."""
     merged = stage_output(pipeline, stage, run_dir)
     shutil.rmtree(merged, ignore_errors=True)
-    merge_adapter(run_dir / stage / "final", merged)
-    logger.info("stage %s: adapter merged into %s", stage, merged)
+    adapter = run_dir / stage / handed_on(pipeline, stage)
+    merge_adapter(adapter, merged)
+    if (adapter / SELECTION).is_file():  # the step best/ was kept at, for the leaderboard
+        shutil.copy(adapter / SELECTION, merged / SELECTION)
+    logger.info("stage %s: adapter (%s/) merged into %s", stage, adapter.name, merged)
 
 
 def stage_finished(stage_dir: Path, stage: str) -> bool:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from llmrl.errors import LlmrlError
 from llmrl.methods import METHODS
+from llmrl.outputs import BEST, SELECTION
 
 # What a stage's plot shows: one panel per group, with up to three of its metrics that the stage logged.
 PANELS = {
@@ -21,6 +22,7 @@ PANELS = {
     "reward": ("reward", "score", "rlhf_reward", "rewards/accuracy/mean", "mean_reward"),
     "held-out": ("eval_accuracy", "eval_format", "eval_reward_model", "eval_api", "eval_length"),
     "KL": ("kl", "approxkl"),
+    "completion length": ("completions/mean_length", "response_length", "eval_completion_length"),
     "accuracy / margins": (
         "accuracy",
         "eval_accuracy",
@@ -113,7 +115,8 @@ def stage_summary(stage_dir: Path, leaderboard: list[dict] | None = None) -> dic
         "steps": str(steps),
         "time": f"{info['wall_seconds']:.0f}s" if "wall_seconds" in info else "",
         "training": training,
-        "held-out": held_out(stage_dir.name, records, leaderboard or []),
+        "held-out": held_out(stage_dir.name, records, leaderboard or [])
+        + ("; reward hacking?" if any(k.startswith("divergence/") for r in records for k in r) else ""),
     }
 
 
@@ -175,7 +178,8 @@ def print_summary(runs: list[Path]) -> None:
 
 def leaderboard_table(rows: list[dict], run_name: str):
     """Each evaluated policy against its reference, best first: win rate, mean reward, the improvement over
-    the reference with its 95% interval, and the mean answer length in words; one line each at 80 columns."""
+    the reference with its 95% interval, and the mean answer length in words; one line each at 80 columns. A
+    policy that is its run's best held-out checkpoint, not its final one, is shown as ``grpo@best:8``."""
     from rich import box
     from rich.table import Table
 
@@ -189,7 +193,7 @@ def leaderboard_table(rows: list[dict], run_name: str):
     for row in sorted(rows, key=lambda r: -r["model_reward"]["mean"]):
         low, high = row["reward_improvement"]["ci95"]
         table.add_row(
-            row["policy"],
+            policy_name(row),
             reference_name(row["reference"]),
             *([judge_name(row["judge"])] if not judged else []),
             f"{row['win_rate']['mean']:.3f}",
@@ -198,6 +202,33 @@ def leaderboard_table(rows: list[dict], run_name: str):
             f"{row['mean_length']:.1f}",
         )
     return table
+
+
+DIVERGENCE_STYLE = {"color": "red", "linestyle": "--"}
+BEST_STYLE = {"color": "green", "linestyle": ":"}
+
+
+def stage_marks(stage_dir: Path, records: list[dict]) -> list[tuple[int, str, dict]]:
+    """Steps to mark on a stage's plots: where reward hacking was flagged (``divergence/<kind>`` in its
+    metrics, ``llmrl.held_out``) and the step its ``best/`` policy was kept at."""
+    marks = []
+    for record in records:
+        for key in record:
+            if key.startswith("divergence/"):
+                kind = key.removeprefix("divergence/").replace("_", "-")
+                marks.append((record["step"], f"reward hacking? ({kind})", DIVERGENCE_STYLE))
+    selection = stage_dir / BEST / SELECTION
+    if selection.is_file():
+        marks.append((json.loads(selection.read_text())["step"], "best/", BEST_STYLE))
+    return marks
+
+
+def policy_name(row: dict) -> str:
+    """A leaderboard row's policy, with the checkpoint evaluated when it is not the run's final one."""
+    checkpoint = row.get("checkpoint", "final")  # leaderboards written before best/ existed have none
+    if checkpoint.startswith("best (step "):
+        return f"{row['policy']}@best:{checkpoint.removeprefix('best (step ').rstrip(')')}"
+    return row["policy"]
 
 
 def write_plots(runs: list[Path]) -> list[Path]:
@@ -229,6 +260,7 @@ def write_plots(runs: list[Path]) -> list[Path]:
         columns = min(3, len(panels))
         rows = math.ceil(len(panels) / columns)
         figure, axes = plt.subplots(rows, columns, figsize=(5 * columns, 3.4 * rows), squeeze=False)
+        marks = stage_marks(stage_dir, records[0])
         for axis, (title, keys) in zip(axes.flat, panels, strict=False):
             for key in keys:
                 for run, run_records in zip(runs, records, strict=True):
@@ -236,12 +268,15 @@ def write_plots(runs: list[Path]) -> list[Path]:
                     label = key if len(runs) == 1 else f"{key} ({Path(run).name})"
                     if steps:
                         axis.plot(steps, values, marker="." if len(steps) < 40 else None, label=label)
+            for step, label, style in marks:
+                axis.axvline(step, label=label, linewidth=1, **style)
             axis.set_title(title, fontsize=9)
             axis.set_xlabel("step")
             axis.legend(fontsize=7)
         for axis in list(axes.flat)[len(panels) :]:
             axis.set_visible(False)
-        figure.suptitle(f"{stage}", fontsize=11)
+        flagged = [label for _, label, style in marks if style is DIVERGENCE_STYLE]
+        figure.suptitle(f"{stage}" + (f": {', '.join(flagged)}" if flagged else ""), fontsize=11)
         height = 3.4 * rows  # margins in inches (tight_layout would cost a second full draw of every figure)
         figure.subplots_adjust(
             left=0.06, right=0.98, bottom=0.5 / height, top=1 - 0.65 / height, wspace=0.25, hspace=0.45

@@ -6,7 +6,6 @@ Interruption and failure keep what was learned: SIGTERM/SIGINT save a checkpoint
 """
 
 import logging
-import shutil
 from pathlib import Path
 
 import torch
@@ -15,8 +14,9 @@ from transformers.trainer_callback import PrinterCallback
 from transformers.trainer_callback import ProgressCallback as TqdmProgress
 
 from llmrl.console import Progress
+from llmrl.held_out import HeldOutWatch
 from llmrl.loading import fp32_trainable_weights
-from llmrl.outputs import checkpoint_step
+from llmrl.outputs import checkpoint_step, save_whole
 from llmrl.run_context import RunContext, ShardRecord, write_ranks_file
 
 logger = logging.getLogger("llmrl")
@@ -33,6 +33,10 @@ def train_and_save(trainer, run: RunContext) -> Path:
     for bar in (TqdmProgress, PrinterCallback):  # transformers' bar and its printed dict of every log
         trainer.remove_callback(bar)
     trainer.add_callback(progress := ProgressCallback(run))
+    watch = None
+    if run.cfg.method_spec.online:  # first of all: the flags it adds reach metrics.jsonl and the trackers
+        watch = HeldOutWatch(run.cfg, getattr(trainer, "task_eval", None), trainer.is_world_process_zero())
+        trainer.callback_handler.callbacks.insert(0, HeldOutCallback(watch, trainer))
     trainer.data_collator = shard = ShardRecord(trainer.data_collator)
     if checkpoint and 0 < trainer.args.max_steps <= checkpoint_step(checkpoint):
         logger.info(  # transformers' loop would take one step more, and write one more checkpoint
@@ -54,7 +58,10 @@ def train_and_save(trainer, run: RunContext) -> Path:
         results = trainer.evaluate()  # logged to metrics.jsonl like every other record
         shown = ", ".join(f"{k.removeprefix('eval_')} {v:.4g}" for k, v in results.items() if isinstance(v, float))
         logger.info("final evaluation: %s", shown)
-    return save_final(trainer, run.output_dir)
+    final = save_final(trainer, run.output_dir)
+    if watch and watch.stop_reason:
+        raise watch.stopped()
+    return final
 
 
 class MetricsCallback(TrainerCallback):
@@ -73,6 +80,21 @@ class MetricsCallback(TrainerCallback):
     def on_save(self, args, state, control, **kwargs):
         if state.is_world_process_zero:
             details.info("checkpoint saved: %s/checkpoint-%d", args.output_dir, state.global_step)
+
+
+class HeldOutCallback(TrainerCallback):
+    """Online RL: every logged record to the run's ``HeldOutWatch``; the best held-out policy saved as
+    ``best/``; training stopped when ``rl.stop_on_divergence`` says so."""
+
+    def __init__(self, watch: HeldOutWatch, trainer):
+        self.watch, self.trainer = watch, trainer
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and self.watch.observe(state.global_step, logs):
+            save = lambda folder: self.trainer.save_model(str(folder))  # noqa: E731
+            self.watch.save_best(state.global_step, save, self.trainer.accelerator)
+        if self.watch.stop_reason:
+            control.should_training_stop = True
 
 
 class ProgressCallback(TrainerCallback):
@@ -128,18 +150,8 @@ class SignalCallback(TrainerCallback):
 
 
 def save_final(trainer, output_dir: Path) -> Path:
-    """Save model and tokenizer to a temporary folder, then rename it to ``final/`` so it is never half-written."""
-    final = output_dir / "final"
-    staging = output_dir / ".final-staging"  # one name for every rank: sharded saves write into the same folder
+    """Save model and tokenizer to ``final/``, written whole (``save_whole``)."""
+    final = save_whole(output_dir / "final", lambda folder: trainer.save_model(str(folder)), trainer.accelerator)
     if trainer.is_world_process_zero():
-        shutil.rmtree(staging, ignore_errors=True)  # left by a run that died while saving
-    trainer.accelerator.wait_for_everyone()
-    trainer.save_model(str(staging))  # every rank takes part (sharded models are gathered); rank 0 writes
-    trainer.accelerator.wait_for_everyone()
-    if trainer.is_world_process_zero():
-        if final.exists():
-            shutil.rmtree(final)
-        staging.rename(final)
         logger.info("saved the final model to %s", final)
-    trainer.accelerator.wait_for_everyone()
     return final

@@ -88,3 +88,10 @@ def test_online_rl_scores_greedy_answers_to_the_eval_split(tmp_path, method, tin
     prompts = [row["prompt"] for row in load_split(load_config(sets=["dataset=builtin:prompts"]), "test")][:16]
     assert evals[0]["eval_completion_length"] == pytest.approx(expected_completion_length(tiny_model_path, prompts, 8))
     assert evals[-1]["eval_completion_length"] == pytest.approx(expected_completion_length(out / "final", prompts, 8))
+    # best/: the policy at the step with the best held-out score (accuracy + length, the run's rewards, weighted
+    # as in training; the earliest of equal ones), written whole with the step it was kept at
+    scores = [r["eval_accuracy"] + r["eval_length"] for r in evals]
+    best_step = evals[scores.index(max(scores))]["step"]
+    assert json.loads((out / "best" / "selection.json").read_text())["step"] == best_step
+    best_length = next(r["eval_completion_length"] for r in evals if r["step"] == best_step)
+    assert expected_completion_length(out / "best", prompts, 8) == pytest.approx(best_length)

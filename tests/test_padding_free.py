@@ -156,3 +156,38 @@ def test_pairs_are_grouped_by_length_when_that_computes_less():
     assert grouped(similar, packed=False) and grouped(mixed, packed=False)
     assert grouped(similar, packed=True) and not grouped(mixed, packed=True)
     assert not grouped(similar, packed=True, setting=False) and grouped(mixed, packed=True, setting=True)
+
+
+@pytest.mark.parametrize("method", ["grpo", "rloo"])
+def test_online_rl_log_prob_passes_packed_are_the_padded_ones(method):
+    """GRPO's and RLOO's batches (left-padded prompts, right-padded completions) packed into rows: the same
+    reference log-probabilities, loss and gradients as TRL's padded forward (positions restart at each
+    sequence's first token, as in generation; with rotary embeddings the attention is the same)."""
+    module = importlib.import_module(f"llmrl.methods.{method}")
+    sets = ["model=builtin:small", "dataset=builtin:prompts", "output_dir=out", f"method={method}",
+            "rewards=[length]", "reward_fns.length_target=8", "per_device_train_batch_size=8", "rl.num_generations=4",
+            "rl.beta=0.2",
+            "rl.max_completion_length=24", "rl.temperature=1.5"]  # fmt: skip
+    padded = module.build_trainer(load_config(sets=[*sets, "padding_free=false"]))
+    packed = module.build_trainer(load_config(sets=sets))
+    assert is_padding_free(packed.model) and not is_padding_free(padded.model)
+    for trainer in (padded, packed):
+        trainer.current_gradient_accumulation_steps = trainer.args.gradient_accumulation_steps  # set by train()
+    rows = [padded.train_dataset[i] for i in (0, 1) for _ in range(4)]  # two prompts, four completions each
+    torch.manual_seed(0)
+    inputs = padded._generate_and_score_completions(rows)
+    inputs["advantages"] = torch.linspace(-1.0, 1.0, len(rows))  # whatever the rewards: gradients to compare
+    ids = torch.cat([inputs["prompt_ids"], inputs["completion_ids"]], dim=1)
+    mask = torch.cat([inputs["prompt_mask"], inputs["completion_mask"]], dim=1)
+    assert not mask[:, 0].all() and not mask[:, -1].all()  # padding on both sides
+    packing = pack(mask, row_length=256)
+    assert packing is not None and packing.packed_shape[0] < mask.shape[0]
+    keep = inputs["completion_ids"].size(1)
+    reference = [t._get_per_token_logps_and_entropies(t.ref_model, ids, mask, keep)[0] for t in (padded, packed)]
+    completion = inputs["completion_mask"].bool()
+    assert torch.allclose(reference[0][completion], reference[1][completion], atol=1e-5)
+    (loss, _, grads), (packed_loss, _, packed_grads) = step(padded, inputs), step(packed, inputs)
+    assert torch.allclose(loss, packed_loss, rtol=1e-5, atol=1e-6), (loss, packed_loss)
+    assert grads.keys() == packed_grads.keys() and sum(bool(g.abs().sum() > 0) for g in grads.values()) > len(grads) / 2
+    for name, grad in grads.items():
+        assert torch.allclose(grad, packed_grads[name], rtol=1e-4, atol=1e-6), name

@@ -437,6 +437,11 @@ def test_ppo_scores_greedy_answers_to_the_eval_split_and_its_value_model_has_its
     evals = [r for r in records if "eval_sevens" in r]
     assert [r["step"] for r in evals] == [0, 1, 2]
     assert all(0 <= r["eval_sevens"] <= 1 and 1 <= r["eval_completion_length"] <= 8 for r in evals)
+    scores = [r["eval_sevens"] for r in evals]  # best/: the earliest step with the best held-out score
+    selection = json.loads((tmp_path / "ppo" / "best" / "selection.json").read_text())
+    assert selection["step"] == evals[scores.index(max(scores))]["step"]
+    assert selection["held_out_score"] == pytest.approx(max(scores))
+    assert (tmp_path / "ppo" / "best" / "model.safetensors").is_file()
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,7 @@ from llmrl.trl_args import check_whole_groups
 # llmrl pins the TRL version whose experimental trainers (ORPO, CPO for SimPO, online DPO) its tests run, so
 # TRL's warning on importing trl.experimental says nothing to a user
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
-ONLINE_SECTIONS = ("rl", "rewards", "reward_weights", "reward_fns")  # what every online method reads
+ONLINE_SECTIONS = ("rl", "rewards", "reward_weights", "eval_rewards", "reward_fns")  # what every online method reads
 
 
 @dataclass(frozen=True)

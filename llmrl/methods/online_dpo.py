@@ -62,5 +62,5 @@ def build_trainer(cfg: "TrainingConfig"):
         processing_class=tokenizer,
         peft_config=peft_config(cfg),
     )
-    trainer.task_eval = task_eval(cfg, eval_dataset, tokenizer, reward_funcs)
+    trainer.task_eval = task_eval(cfg, eval_dataset, tokenizer, reward_funcs, weights)
     return trainer

@@ -38,10 +38,11 @@ from llmrl.data import prepare_train_eval
 from llmrl.errors import LlmrlError, redact_secrets
 from llmrl.generation import encode_prompts, task_eval
 from llmrl.hardware import detect_hardware
+from llmrl.held_out import HeldOutWatch
 from llmrl.lazy import lazy_import
 from llmrl.loading import fp32_trainable_weights, load_model, load_tokenizer, peft_config
 from llmrl.options import check, option
-from llmrl.outputs import PPO_STATE, complete_checkpoints
+from llmrl.outputs import PPO_STATE, complete_checkpoints, save_whole
 from llmrl.reward_specs import parse_spec
 from llmrl.run_context import NonFiniteGuard, RunContext, ShardRecord, write_ranks_file
 from llmrl.trl_args import online_rewards
@@ -155,7 +156,7 @@ class PPOTrainer:
         base = self.policy.get_base_model() if hasattr(self.policy, "get_base_model") else self.policy  # (LoRA)
         self.keeps_logits = "logits_to_keep" in inspect.signature(base.forward).parameters
         self.reward_funcs, self.reward_weights = online_rewards(cfg, tokenizer)
-        self.task_eval = task_eval(cfg, eval_dataset, tokenizer, self.reward_funcs)  # eval_<reward> on held-out prompts
+        self.task_eval = task_eval(cfg, eval_dataset, tokenizer, self.reward_funcs, self.reward_weights)
         loader = self._setup_data(dataset)
         self._setup_optimizer(len(loader))
         # the scheduler stays out of accelerator.prepare, which would step it once per process per call
@@ -440,6 +441,7 @@ class PPOTrainer:
         trackers = start_trackers(run) if main else []
         progress = Progress("ppo", self.total_steps, self.cfg.method_spec.shown, initial=step, enabled=main)
         self.progress = progress
+        self.watch = HeldOutWatch(self.cfg, self.task_eval, main, kl_per_sequence=True)
         eval_every = self.cfg.eval_steps or self.cfg.logging_steps
         try:
             with run.stop:
@@ -462,23 +464,33 @@ class PPOTrainer:
                     if self.task_eval and (step % eval_every == 0 or step == self.total_steps):
                         self.log(run, trackers, step, self.evaluate())
                     stopping = run.stop.requested(self.accelerator)
-                    if stopping or step % self.cfg.save_steps == 0 or step == self.total_steps:
+                    diverged = self.watch.stop_reason is not None
+                    if stopping or diverged or step % self.cfg.save_steps == 0 or step == self.total_steps:
                         self.save_checkpoint(step)
                     if stopping:
                         raise run.interrupted()
+                    if diverged:
+                        break
         finally:
             progress.close()
             for tracker in trackers:
                 tracker.finish()
         write_ranks_file(self.accelerator, self.shard, self.output_dir)
-        return self.save()
+        final = self.save()
+        if self.watch.stop_reason:
+            raise self.watch.stopped()
+        return final
 
     def evaluate(self) -> dict[str, float]:
         """The held-out task metrics: greedy answers scored by the run's rewards."""
         return self.task_eval(self.accelerator.unwrap_model(self.policy), self.accelerator)
 
     def log(self, run: RunContext, trackers: list, step: int, record: dict[str, float]) -> None:
-        """One record to ``metrics.jsonl`` and the trackers (main process)."""
+        """One record to the run's ``HeldOutWatch`` (every process: it may save ``best/``), then to
+        ``metrics.jsonl`` and the trackers (main process)."""
+        if self.watch.observe(step, record):
+            save = lambda folder: self.save_pretrained(self.policy, folder)  # noqa: E731
+            self.watch.save_best(step, save, self.accelerator)
         if self.accelerator.is_main_process:
             run.metrics.write({"step": step, **record})
             self.progress.log(step, record)
@@ -562,20 +574,20 @@ class PPOTrainer:
 
     def save(self) -> Path:
         """The policy (and tokenizer) to ``final/``, the value model to ``value_model/``, each written whole."""
-        self.accelerator.wait_for_everyone()
         final = self.output_dir / "final"
+        for model, name in ((self.policy, "final"), (self.value_model, "value_model")):
+            save_whole(
+                self.output_dir / name, lambda folder, m=model: self.save_pretrained(m, folder), self.accelerator
+            )
         if self.accelerator.is_main_process:
-            for model, name in ((self.policy, "final"), (self.value_model, "value_model")):
-                staging = self.output_dir / f".{name}-staging"
-                shutil.rmtree(staging, ignore_errors=True)
-                self.accelerator.unwrap_model(model).save_pretrained(staging)
-                self.tokenizer.save_pretrained(staging)
-                target = self.output_dir / name
-                shutil.rmtree(target, ignore_errors=True)
-                staging.rename(target)
             logger.info("saved the policy to %s and the value model to %s", final, self.output_dir / "value_model")
-        self.accelerator.wait_for_everyone()
         return final
+
+    def save_pretrained(self, model, folder: Path) -> None:
+        """``model`` and the tokenizer to ``folder`` (main process)."""
+        if self.accelerator.is_main_process:
+            self.accelerator.unwrap_model(model).save_pretrained(folder)
+            self.tokenizer.save_pretrained(folder)
 
 
 def start_trackers(run: RunContext) -> list:

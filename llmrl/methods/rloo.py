@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from llmrl.data import prepare_train_eval
 from llmrl.generation import task_eval, with_task_eval
 from llmrl.loading import load_model, load_tokenizer, peft_config
+from llmrl.padding_free import ONLINE_ROW_LENGTH, make_padding_free
 from llmrl.trl_args import online_rl_args, trl_config
 
 if TYPE_CHECKING:
@@ -34,5 +35,6 @@ def build_trainer(cfg: "TrainingConfig"):
         processing_class=tokenizer,
         peft_config=peft_config(cfg),
     )
-    trainer.task_eval = task_eval(cfg, eval_dataset, tokenizer, reward_funcs)
+    make_padding_free(trainer, cfg.padding_free, cfg.model, ONLINE_ROW_LENGTH)  # the log-prob passes
+    trainer.task_eval = task_eval(cfg, eval_dataset, tokenizer, reward_funcs, rl_args["reward_weights"])
     return trainer
