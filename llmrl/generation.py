@@ -12,6 +12,7 @@ import logging
 import math
 
 from llmrl.chat_template import end_token_ids
+from llmrl.rewards import build_reward_function
 
 logger = logging.getLogger("llmrl")
 
@@ -151,8 +152,6 @@ def task_eval(cfg, eval_dataset, tokenizer, reward_funcs, weights: list[float]) 
     if eval_dataset is None:
         return None
     if cfg.eval_rewards:
-        from llmrl.rewards import build_reward_function
-
         reward_funcs = [build_reward_function(spec, cfg) for spec in cfg.eval_rewards]
         weights = [1.0] * len(reward_funcs)
     return TaskEval(
