@@ -100,7 +100,6 @@ class TaskEval:
     def __init__(self, dataset, tokenizer, reward_funcs, weights: list[float], max_new_tokens: int, batch_size: int):
         rows = dataset.to_list()
         self.weights = dict(zip((reward_name(f) for f in reward_funcs), weights, strict=True))
-        self.count = len(rows)
         self.prompts = [row["prompt"] for row in rows]
         self.columns = {key: [row[key] for row in rows] for key in rows[0] if key != "prompt"} if rows else {}
         self.tokenizer, self.reward_funcs = tokenizer, reward_funcs

@@ -4,6 +4,7 @@ imported by the runner, the pipeline, the training loops and PPO alike."""
 
 import importlib.metadata
 import json
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -41,8 +42,6 @@ def save_whole(target: Path, write, accelerator) -> Path:
     """Have ``write(folder)`` fill a staging folder, then rename it to ``target``, so that ``target`` is never
     half-written. ``write`` runs on every process (a sharded model is gathered for saving; the main process
     writes); the staging folder's name is the same on every rank."""
-    import shutil
-
     staging = target.with_name(f".{target.name}-staging")
     if accelerator.is_main_process:
         shutil.rmtree(staging, ignore_errors=True)  # left by a run that died while saving

@@ -41,7 +41,7 @@ from llmrl.launch import Launch, launch
 from llmrl.memory import free_memory
 from llmrl.merge import merge_adapter
 from llmrl.methods import METHODS, ONLINE_METHODS
-from llmrl.outputs import SELECTION, git_commit, package_versions, write_json
+from llmrl.outputs import BEST, SELECTION, git_commit, package_versions, write_json
 from llmrl.runlock import LOCK_FILE, RunLock
 
 logger = logging.getLogger("llmrl")
@@ -149,9 +149,13 @@ def feeds(pipeline: Pipeline, stage: str, run_dir: Path) -> bool:
     return stage in pipeline.selected or stage_output(pipeline, stage, run_dir).exists()
 
 
+def stage_section(pipeline: Pipeline, stage: str, name: str) -> dict:
+    """A config section (``lora``, ``rl``) as a stage sees it: the defaults' keys, then the stage's own."""
+    return {**(pipeline.defaults.get(name) or {}), **(pipeline.stages[stage].get(name) or {})}
+
+
 def uses_lora(pipeline: Pipeline, stage: str) -> bool:
-    lora = {**(pipeline.defaults.get("lora") or {}), **(pipeline.stages[stage].get("lora") or {})}
-    return bool(lora.get("enabled"))
+    return bool(stage_section(pipeline, stage, "lora").get("enabled"))
 
 
 def stage_output(pipeline: Pipeline, stage: str, run_dir: Path) -> Path:
@@ -162,8 +166,8 @@ def stage_output(pipeline: Pipeline, stage: str, run_dir: Path) -> Path:
 
 def handed_on(pipeline: Pipeline, stage: str) -> str:
     """The folder of a stage's run that later stages and eval read: ``final`` or ``best`` (``rl.hand_on``)."""
-    rl = {**(pipeline.defaults.get("rl") or {}), **(pipeline.stages[stage].get("rl") or {})}
-    return "best" if stage in ONLINE_METHODS and rl.get("hand_on") == "best" else "final"
+    best = stage in ONLINE_METHODS and stage_section(pipeline, stage, "rl").get("hand_on") == BEST
+    return BEST if best else "final"
 
 
 def eval_plan(pipeline: Pipeline, run_dir: Path):
